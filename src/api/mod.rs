@@ -1,0 +1,23 @@
+//! The four keyward kinds (group `keyward.io`, version `v1alpha1`): types, docs and
+//! admission rules. No behaviour lives here.
+
+// kube's derive takes `printcolumn`, `category` and `selectable` once per value, which
+// this lint reads as repeated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+mod api_key;
+mod common;
+mod integration;
+mod sa_credential;
+mod tenant;
+
+pub use api_key::*;
+pub use common::*;
+pub use integration::*;
+pub use sa_credential::*;
+pub use tenant::*;
+
+/// The API group every keyward kind belongs to.
+pub const GROUP: &str = "keyward.io";
+/// The served and stored version.
+pub const VERSION: &str = "v1alpha1";

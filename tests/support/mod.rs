@@ -1,0 +1,163 @@
+//! Test support for integration tests on the local control plane (`make cluster-up`):
+//! a client for it, the CRDs installed once, a fresh namespace per test, and kubectl.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Config, ResourceExt};
+use tokio::sync::OnceCell;
+
+const FIELD_MANAGER: &str = "keyward-tests";
+
+/// The repository root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Admin kubeconfig of the local plane; `KEYWARD_KUBECONFIG` overrides it.
+pub fn kubeconfig_path() -> PathBuf {
+    std::env::var_os("KEYWARD_KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cluster/kubeconfig"))
+}
+
+/// One integration test's view of the cluster: a client and a namespace of its own.
+pub struct TestEnv {
+    pub client: Client,
+    pub ns: String,
+}
+
+impl TestEnv {
+    /// Connects to the local plane, installs the CRDs (once per test binary) and creates a
+    /// fresh namespace whose name starts with `prefix`.
+    pub async fn new(prefix: &str) -> Self {
+        let client = client().await;
+        CRDS.get_or_init(|| install_crds(client.clone())).await;
+        let ns = format!("{prefix}-{}", suffix());
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let mut object = Namespace::default();
+        object.metadata.name = Some(ns.clone());
+        object.metadata.labels = Some([("keyward.io/test".to_owned(), "true".to_owned())].into());
+        namespaces
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|err| panic!("creating test namespace {ns}: {err}"));
+        Self { client, ns }
+    }
+
+    /// Starts deleting the namespace; namespace deletion takes seconds, so tests do not wait.
+    pub async fn cleanup(self) {
+        let namespaces: Api<Namespace> = Api::all(self.client);
+        let _ = namespaces
+            .delete(&self.ns, &DeleteParams::background())
+            .await;
+    }
+
+    /// Runs the control plane's kubectl against it.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl(args)
+    }
+}
+
+static CRDS: OnceCell<()> = OnceCell::const_new();
+
+/// A client for the local plane, or a one-line failure saying how to start it.
+pub async fn client() -> Client {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|_| {
+        panic!(
+            "no local control plane ({} is missing): run `make cluster-up` first, or `make test`",
+            path.display()
+        )
+    });
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    let client = Client::try_from(config).unwrap_or_else(|err| panic!("building client: {err}"));
+    match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
+        Ok(Ok(_)) => client,
+        _ => panic!(
+            "the local control plane in {} does not answer: run `make cluster-up`",
+            path.display()
+        ),
+    }
+}
+
+/// Applies the CRDs from `crds/` (what users install) and waits until each is Established.
+async fn install_crds(client: Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for crd in committed_crds() {
+        let name = crd.name_any();
+        crds.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|err| panic!("installing CRD {name}: {err}"));
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("CRD {name} not Established within 30s"))
+        .unwrap_or_else(|err| panic!("watching CRD {name}: {err}"));
+    }
+}
+
+/// The CRDs as committed under `crds/`.
+pub fn committed_crds() -> Vec<CustomResourceDefinition> {
+    let path = repo().join("crds/keyward.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+    serde_saphyr::from_multiple(&text)
+        .unwrap_or_else(|err| panic!("parsing {}: {err}", path.display()))
+}
+
+/// A short random suffix for object names.
+pub fn suffix() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric
+        .sample_string(&mut rand::rng(), 6)
+        .to_ascii_lowercase()
+}
+
+/// The kubectl built with the control plane (`KEYWARD_KUBECTL` overrides it).
+pub fn kubectl_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("KEYWARD_KUBECTL") {
+        return PathBuf::from(path);
+    }
+    repo().join(".cluster/bin/kubectl")
+}
+
+/// Runs kubectl against the local plane and returns what it printed.
+pub fn kubectl(args: &[&str]) -> Output {
+    let path = kubectl_path();
+    // A discovery cache of this process's own: one written before the CRDs were installed
+    // would hide the keyward kinds and categories.
+    let cache = std::env::temp_dir().join(format!("keyward-kubectl-{}", std::process::id()));
+    std::process::Command::new(&path)
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path())
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("running {}: {err} (run `make cluster-up`)", path.display()))
+}
+
+/// Runs kubectl and returns its standard output, failing the test when kubectl fails.
+pub fn kubectl_ok(args: &[&str]) -> String {
+    let out = kubectl(args);
+    assert!(
+        out.status.success(),
+        "kubectl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
