@@ -320,6 +320,9 @@ lock() {
 cmd_up() {
   lock
   "$HACK_DIR/build-plane.sh" >&2
+  # A fixed path to the matching kubectl, for the Makefile, the demo and the tests.
+  mkdir -p "$DIR/bin"
+  ln -sfn "$K8S_BIN/kubectl" "$DIR/bin/kubectl"
 
   if healthy; then
     log "reusing the running plane at $APISERVER_URL (KUBECONFIG=$KUBECONFIG_FILE)"
