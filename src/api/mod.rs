@@ -8,6 +8,7 @@
 mod api_key;
 mod common;
 mod integration;
+pub mod labels;
 mod sa_credential;
 mod tenant;
 
