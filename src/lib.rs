@@ -3,8 +3,11 @@
 
 pub mod api;
 pub mod audit;
+pub mod controller;
 pub mod crd;
+pub mod error;
 pub mod metrics;
 pub mod policy;
 pub mod server;
+pub mod store;
 pub mod telemetry;

@@ -1,9 +1,11 @@
 //! The `keyward` command line: parses arguments and hands over to the library.
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use keyward::telemetry::{self, LogFormat};
 
 /// Declarative, governed non-human credentials for multi-tenant Kubernetes platforms.
 #[derive(Parser)]
@@ -15,6 +17,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller against the cluster of the current kubeconfig (or in-cluster).
+    Run {
+        /// Address of /metrics, /healthz and /readyz.
+        #[arg(long, default_value = "0.0.0.0:8080", env = "KEYWARD_METRICS_ADDR")]
+        metrics_addr: SocketAddr,
+        /// Log format on stderr (audit lines always go to stdout as JSON).
+        #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+        log_format: LogFormat,
+    },
     /// Print every keyward CustomResourceDefinition as YAML.
     Crd,
 }
@@ -32,5 +43,33 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Run {
+            metrics_addr,
+            log_format,
+        } => {
+            if let Err(err) = telemetry::init(log_format) {
+                eprintln!("keyward run: {err}");
+                return ExitCode::FAILURE;
+            }
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(err) => {
+                    eprintln!("keyward run: starting the runtime: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = runtime.block_on(async {
+                let client = kube::Client::try_default().await?;
+                keyward::controller::run(client, keyward::controller::Options { metrics_addr })
+                    .await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!(error = %err, "keyward run failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

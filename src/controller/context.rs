@@ -1,0 +1,86 @@
+//! What every reconcile shares: the client, the event recorder, metrics, and the reflector
+//! stores of the kinds decisions depend on.
+
+use std::sync::Arc;
+
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+
+use crate::api::{ApiKey, PartnerIntegration, Tenant};
+use crate::metrics::Metrics;
+use crate::policy::tenancy::Tenancy;
+
+/// The field manager of every write keyward makes.
+pub const FIELD_MANAGER: &str = "keyward";
+/// The field manager of the rollout-restart annotation on consumers.
+pub const RESTART_FIELD_MANAGER: &str = "keyward-restart";
+
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub tenants: Store<Tenant>,
+    pub integrations: Store<PartnerIntegration>,
+    pub keys: Store<ApiKey>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        tenants: Store<Tenant>,
+        integrations: Store<PartnerIntegration>,
+        keys: Store<ApiKey>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "keyward".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            tenants,
+            integrations,
+            keys,
+        }
+    }
+
+    /// An index over the Tenants as the store holds them now.
+    pub fn tenancy(&self) -> Tenancy {
+        let tenants = self.tenants.state();
+        Tenancy::new(tenants.iter().map(|t| t.as_ref()))
+    }
+
+    /// Publishes an Event on `object`; a failure to publish is logged, never fatal.
+    pub async fn event<K>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(
+                namespace = object.namespace().unwrap_or_default(),
+                name = object.name_any(),
+                reason,
+                error = %err,
+                "publishing event failed"
+            );
+        }
+    }
+}

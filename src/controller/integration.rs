@@ -1,0 +1,71 @@
+//! PartnerIntegration status: state, effective expiry, owner binding, credential count.
+
+use std::sync::Arc;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::context::{Context, FIELD_MANAGER};
+use super::status::{condition, now, prior_owner};
+use crate::api::{PartnerIntegration, PartnerIntegrationStatus, Timestamp};
+use crate::error::{Error, Result};
+use crate::policy::integration::decide;
+
+pub async fn reconcile(pi: Arc<PartnerIntegration>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_timer("partnerintegration");
+    let name = pi.name_any();
+    let namespace = pi.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let now = now();
+    let tenancy = ctx.tenancy();
+    let prior = pi.status.clone().unwrap_or_default();
+    // The status does not record which owner the OwnerBound condition was about, so a
+    // change of owner in the spec carries the binding (and a running grace clock) over.
+    let owner_prior = prior_owner(&prior.conditions, Some(&pi.spec.owner));
+    let decision = decide(&pi, &namespace, &tenancy, &owner_prior, now);
+
+    let credentials = ctx
+        .keys
+        .state()
+        .iter()
+        .filter(|k| {
+            k.namespace().as_deref() == Some(namespace.as_str())
+                && k.spec.integration.as_deref() == Some(name.as_str())
+        })
+        .count() as i64;
+    let generation = pi.metadata.generation;
+    let status = PartnerIntegrationStatus {
+        observed_generation: generation,
+        state: Some(decision.state),
+        expires_at: decision.expires_at.map(Timestamp),
+        credentials: Some(credentials),
+        conditions: vec![
+            condition("Ready", &decision.ready, generation, &prior.conditions, now),
+            condition(
+                "OwnerBound",
+                &decision.owner_bound,
+                generation,
+                &prior.conditions,
+                now,
+            ),
+        ],
+    };
+    if pi.status.as_ref() != Some(&status) {
+        let api: Api<PartnerIntegration> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = json!({
+            "apiVersion": PartnerIntegration::api_version(&()),
+            "kind": PartnerIntegration::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::from)?;
+        tracing::info!(namespace, name, state = ?decision.state, "integration status updated");
+    }
+    Ok(super::requeue_at(decision.next_due))
+}

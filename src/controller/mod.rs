@@ -1,0 +1,346 @@
+//! `keyward run`: one watch per kind feeds a reflector store; each store event is fanned
+//! out to exactly the objects that depend on it, after the store holds it, so a reconcile
+//! never decides on an older copy than the event that triggered it.
+
+pub mod api_key;
+pub mod context;
+pub mod integration;
+pub mod status;
+pub mod tenant;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use futures::channel::mpsc::{UnboundedSender, unbounded};
+use futures::{Stream, StreamExt, stream};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Config, watcher};
+use kube::runtime::{WatchStreamExt, reflector as reflect};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::watch;
+
+use crate::api::{ApiKey, PartnerIntegration, Tenant, labels};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::policy::tenancy::Tenancy;
+use crate::server::{self, Health};
+use context::Context;
+
+/// Options of `keyward run`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub metrics_addr: SocketAddr,
+}
+
+/// Requeue exactly when the next thing is due, or wait for a change.
+pub fn requeue_at(due: Option<DateTime<Utc>>) -> Action {
+    match due {
+        Some(due) => {
+            let wait = (due - Utc::now()).to_std().unwrap_or(StdDuration::ZERO);
+            Action::requeue(wait)
+        }
+        None => Action::await_change(),
+    }
+}
+
+fn error_policy<K: ResourceExt>(
+    object: Arc<K>,
+    err: &Error,
+    ctx: Arc<Context>,
+    controller: &str,
+) -> Action {
+    tracing::warn!(
+        controller,
+        namespace = object.namespace().unwrap_or_default(),
+        name = object.name_any(),
+        error = %err,
+        "reconcile failed"
+    );
+    ctx.metrics.reconcile_error(controller, err.metric_label());
+    Action::requeue(StdDuration::from_secs(5))
+}
+
+/// Runs the controllers and the metrics server until SIGTERM or SIGINT.
+pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Health::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = {
+        let rx = stop_rx.clone();
+        move || {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        }
+    };
+
+    let (tenants, tenant_events) = reflect_all::<Tenant>(client.clone());
+    let (integrations, integration_events) = reflect_all::<PartnerIntegration>(client.clone());
+    let (keys, key_events) = reflect_all::<ApiKey>(client.clone());
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        tenants.clone(),
+        integrations.clone(),
+        keys.clone(),
+    ));
+
+    let (tenant_tx, tenant_rx) = unbounded();
+    let (pi_tx, pi_rx) = unbounded();
+    let (key_tx, key_rx) = unbounded();
+    let fanout = Fanout {
+        tenants: tenants.clone(),
+        integrations: integrations.clone(),
+        keys: keys.clone(),
+        tenant_tx,
+        pi_tx,
+        key_tx,
+        seen_tenants: BTreeMap::new(),
+        seen_integrations: BTreeMap::new(),
+    };
+    let fanout_task = tokio::spawn(fanout.run(tenant_events, integration_events, key_events));
+
+    let tenant_ctl = Controller::for_stream(stream::pending(), tenants.clone())
+        .reconcile_on(tenant_rx)
+        .graceful_shutdown_on(stopped())
+        .run(
+            tenant::reconcile,
+            |o, e, c| error_policy(o, e, c, "tenant"),
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let integration_ctl = Controller::for_stream(stream::pending(), integrations.clone())
+        .reconcile_on(pi_rx)
+        .graceful_shutdown_on(stopped())
+        .run(
+            integration::reconcile,
+            |o, e, c| error_policy(o, e, c, "partnerintegration"),
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let key_ctl = Controller::for_stream(stream::pending(), keys.clone())
+        .reconcile_on(key_rx)
+        .owns(
+            Api::<Secret>::all(client.clone()),
+            Config::default().labels(labels::MANAGED_SELECTOR),
+        )
+        .graceful_shutdown_on(stopped())
+        .run(
+            api_key::reconcile,
+            |o, e, c| error_policy(o, e, c, "apikey"),
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+
+    let ready = {
+        let health = health.clone();
+        let (t, p, k) = (tenants.clone(), integrations.clone(), keys.clone());
+        async move {
+            if t.wait_until_ready().await.is_ok()
+                && p.wait_until_ready().await.is_ok()
+                && k.wait_until_ready().await.is_ok()
+            {
+                health.set_ready(true);
+                tracing::info!("caches synced; ready");
+            }
+        }
+    };
+    let server = server::serve(options.metrics_addr, metrics, health, stopped());
+    let signals = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    tokio::spawn(signals);
+    tokio::spawn(ready);
+    let (served, ..) = tokio::join!(server, tenant_ctl, integration_ctl, key_ctl);
+    fanout_task.abort();
+    served?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+type Touched<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+
+/// A cluster-wide watch of `K` feeding a store; the returned stream yields each object
+/// touched (applied or deleted) after the store holds the change.
+fn reflect_all<K>(client: Client) -> (Store<K>, Touched<K>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let events = reflect(
+        writer,
+        watcher(Api::<K>::all(client), Config::default()).default_backoff(),
+    )
+    .touched_objects()
+    .boxed();
+    (store, events)
+}
+
+/// Turns store events into reconcile requests for the objects that depend on them.
+struct Fanout {
+    tenants: Store<Tenant>,
+    integrations: Store<PartnerIntegration>,
+    keys: Store<ApiKey>,
+    tenant_tx: UnboundedSender<ObjectRef<Tenant>>,
+    pi_tx: UnboundedSender<ObjectRef<PartnerIntegration>>,
+    key_tx: UnboundedSender<ObjectRef<ApiKey>>,
+    /// Per tenant: the generation and namespaces last seen, so a change that drops a
+    /// namespace still reaches the credentials in it.
+    seen_tenants: BTreeMap<String, (Option<i64>, Vec<String>)>,
+    /// Per integration: what credentials read of it (generation, owner binding).
+    seen_integrations: BTreeMap<(String, String), String>,
+}
+
+enum Touch {
+    Tenant(Tenant),
+    Integration(PartnerIntegration),
+    Key(ApiKey),
+}
+
+impl Fanout {
+    async fn run(
+        mut self,
+        tenants: Touched<Tenant>,
+        integrations: Touched<PartnerIntegration>,
+        keys: Touched<ApiKey>,
+    ) {
+        let mut all = stream::select_all([
+            tenants.map(|r| r.map(Touch::Tenant)).boxed(),
+            integrations.map(|r| r.map(Touch::Integration)).boxed(),
+            keys.map(|r| r.map(Touch::Key)).boxed(),
+        ]);
+        while let Some(event) = all.next().await {
+            match event {
+                Ok(Touch::Tenant(t)) => self.tenant(&t),
+                Ok(Touch::Integration(pi)) => self.integration(&pi),
+                Ok(Touch::Key(k)) => self.key(&k),
+                Err(err) => tracing::warn!(error = %err, "watch failed; retrying"),
+            }
+        }
+    }
+
+    fn tenant(&mut self, t: &Tenant) {
+        let name = t.name_any();
+        let live = self.tenants.get(&ObjectRef::new(&name)).is_some();
+        let generation = t.metadata.generation;
+        let namespaces = t.spec.namespaces.clone().unwrap_or_default();
+        let previous = if live {
+            self.seen_tenants
+                .insert(name.clone(), (generation, namespaces.clone()))
+        } else {
+            self.seen_tenants.remove(&name)
+        };
+        // A status-only update changes nothing anyone else reads.
+        if live && previous.as_ref().is_some_and(|(g, _)| *g == generation) {
+            return;
+        }
+        let tenancy = Tenancy::new(self.tenants.state().iter().map(|t| t.as_ref()));
+        for other in tenancy.names() {
+            let _ = self.tenant_tx.unbounded_send(ObjectRef::new(other));
+        }
+        let mut affected: BTreeSet<String> = tenancy.subtree(&name);
+        affected.insert(name.clone());
+        let namespaces: BTreeSet<String> = namespaces
+            .into_iter()
+            .chain(previous.into_iter().flat_map(|(_, ns)| ns))
+            .collect();
+        for pi in self.integrations.state() {
+            if affected.contains(&pi.spec.tenant)
+                || pi.namespace().is_some_and(|ns| namespaces.contains(&ns))
+            {
+                let _ = self.pi_tx.unbounded_send(ObjectRef::from_obj(pi.as_ref()));
+            }
+        }
+        for key in self.keys.state() {
+            let tenant = key
+                .status
+                .as_ref()
+                .and_then(|s| s.tenant.clone())
+                .or_else(|| key.spec.tenant.clone());
+            if tenant.is_some_and(|t| affected.contains(&t))
+                || key.namespace().is_some_and(|ns| namespaces.contains(&ns))
+            {
+                let _ = self
+                    .key_tx
+                    .unbounded_send(ObjectRef::from_obj(key.as_ref()));
+            }
+        }
+    }
+
+    fn integration(&mut self, pi: &PartnerIntegration) {
+        let (Some(namespace), name) = (pi.namespace(), pi.name_any()) else {
+            return;
+        };
+        let _ = self.pi_tx.unbounded_send(ObjectRef::from_obj(pi));
+        let live = self.integrations.get(&ObjectRef::from_obj(pi)).is_some();
+        let id = (namespace.clone(), name.clone());
+        // Credentials read the spec and the owner binding, not the counts.
+        let facts = format!(
+            "{:?}",
+            (pi.metadata.generation, api_key::integration_facts(pi))
+        );
+        let previous = if live {
+            self.seen_integrations.insert(id, facts.clone())
+        } else {
+            self.seen_integrations.remove(&id)
+        };
+        if live && previous.as_deref() == Some(facts.as_str()) {
+            return;
+        }
+        for key in self.keys.state() {
+            if key.namespace().as_deref() == Some(namespace.as_str())
+                && key.spec.integration.as_deref() == Some(name.as_str())
+            {
+                let _ = self
+                    .key_tx
+                    .unbounded_send(ObjectRef::from_obj(key.as_ref()));
+            }
+        }
+    }
+
+    fn key(&mut self, key: &ApiKey) {
+        let _ = self.key_tx.unbounded_send(ObjectRef::from_obj(key));
+        // Counts on the tenant and the integration.
+        if let Some(tenant) = key.status.as_ref().and_then(|s| s.tenant.clone()) {
+            let _ = self.tenant_tx.unbounded_send(ObjectRef::new(&tenant));
+        }
+        if let (Some(pi), Some(ns)) = (&key.spec.integration, key.namespace()) {
+            let _ = self.pi_tx.unbounded_send(ObjectRef::new(pi).within(&ns));
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Conditions and times at the boundary with Kubernetes' own types: a condition keeps its
+//! `lastTransitionTime` unless its status changes, so an unchanged status is byte-equal
+//! and is never written again.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp as JiffTimestamp;
+
+use crate::policy::credential::{OwnerBinding, PriorOwner, Verdict, reason};
+
+/// chrono to Kubernetes `Time` (a jiff timestamp in k8s-openapi 0.29).
+pub fn to_k8s_time(t: DateTime<Utc>) -> Time {
+    let ts = JiffTimestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)
+        .unwrap_or(JiffTimestamp::UNIX_EPOCH);
+    Time(ts)
+}
+
+/// Kubernetes `Time` to chrono.
+pub fn from_k8s_time(t: &Time) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
+        .unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Builds a condition from a verdict, keeping the prior transition time when the status
+/// did not change.
+pub fn condition(
+    type_: &str,
+    verdict: &Verdict,
+    generation: Option<i64>,
+    prior: &[Condition],
+    now: DateTime<Utc>,
+) -> Condition {
+    let status = if verdict.status { "True" } else { "False" };
+    let last_transition_time = match find(prior, type_) {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => to_k8s_time(now),
+    };
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: verdict.reason.clone(),
+        message: verdict.message.clone(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// The owner binding the last status recorded, from its `OwnerBound` condition: the grace
+/// clock of a missing owner is that condition's transition time.
+pub fn prior_owner(conditions: &[Condition], owner: Option<&str>) -> PriorOwner {
+    let binding =
+        find(conditions, "OwnerBound").map(|c| match (c.status.as_str(), c.reason.as_str()) {
+            ("True", _) => OwnerBinding::Bound,
+            ("False", reason::OWNER_MISSING) => OwnerBinding::Missing {
+                since: from_k8s_time(&c.last_transition_time),
+            },
+            _ => OwnerBinding::NotInTenant,
+        });
+    PriorOwner {
+        owner: owner.map(str::to_owned),
+        binding,
+    }
+}
+
+/// The current time, truncated to milliseconds so times round-trip through RFC 3339 text.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_time_survives_a_change_of_message_but_not_of_status() {
+        let t1 = DateTime::from_timestamp(1_000, 0).unwrap();
+        let t2 = DateTime::from_timestamp(2_000, 0).unwrap();
+        let first = condition(
+            "Ready",
+            &Verdict::new(true, "Active", "a"),
+            Some(1),
+            &[],
+            t1,
+        );
+        let same = condition(
+            "Ready",
+            &Verdict::new(true, "Active", "b"),
+            Some(2),
+            std::slice::from_ref(&first),
+            t2,
+        );
+        assert_eq!(same.last_transition_time, first.last_transition_time);
+        let flipped = condition(
+            "Ready",
+            &Verdict::new(false, "Expired", "c"),
+            Some(2),
+            &[first],
+            t2,
+        );
+        assert_eq!(from_k8s_time(&flipped.last_transition_time), t2);
+    }
+
+    #[test]
+    fn times_round_trip_between_chrono_and_kubernetes() {
+        let t = DateTime::from_timestamp_millis(1_795_000_000_123).unwrap();
+        assert_eq!(from_k8s_time(&to_k8s_time(t)), t);
+    }
+}

@@ -1,0 +1,70 @@
+//! Tenant status: effective state, credential counts and consistency.
+
+use std::sync::Arc;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::context::{Context, FIELD_MANAGER};
+use super::status::{condition, now};
+use crate::api::{CredentialCounts, CredentialState, Tenant, TenantStatus};
+use crate::error::{Error, Result};
+use crate::policy::tenant::decide;
+
+pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_timer("tenant");
+    let name = tenant.name_any();
+    let now = now();
+    let tenancy = ctx.tenancy();
+    let decision = decide(&tenancy, &name, now);
+
+    let mut counts = CredentialCounts::default();
+    for key in ctx.keys.state() {
+        let Some(status) = &key.status else { continue };
+        if status.tenant.as_deref() != Some(name.as_str()) {
+            continue;
+        }
+        counts.total += 1;
+        match status.state {
+            Some(CredentialState::Active) => counts.active += 1,
+            Some(CredentialState::Expired) => counts.expired += 1,
+            Some(CredentialState::Revoked) => counts.revoked += 1,
+            Some(CredentialState::Invalid) => counts.invalid += 1,
+            _ => {}
+        }
+    }
+
+    let prior = tenant.status.clone().unwrap_or_default();
+    let generation = tenant.metadata.generation;
+    let status = TenantStatus {
+        observed_generation: generation,
+        effective_state: decision.effective_state,
+        credentials: Some(counts),
+        conditions: vec![condition(
+            "Ready",
+            &decision.ready,
+            generation,
+            &prior.conditions,
+            now,
+        )],
+    };
+    if tenant.status.as_ref() != Some(&status) {
+        let api: Api<Tenant> = Api::all(ctx.client.clone());
+        let patch = json!({
+            "apiVersion": Tenant::api_version(&()),
+            "kind": Tenant::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::from)?;
+        tracing::info!(tenant = name, state = ?status.effective_state, ready = decision.ready.status, "tenant status updated");
+    }
+    Ok(super::requeue_at(decision.next_due))
+}

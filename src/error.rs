@@ -1,0 +1,49 @@
+//! The errors a reconcile can end with. None of them carries a credential value.
+
+use crate::store::value::EntropyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+
+    #[error(transparent)]
+    Entropy(#[from] EntropyError),
+
+    #[error("{kind} {name}: {message}")]
+    InvalidSpec {
+        kind: &'static str,
+        name: String,
+        message: String,
+    },
+
+    #[error("object has no {0}")]
+    MissingMetadata(&'static str),
+
+    #[error("serializing: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+impl From<kube::Error> for Error {
+    fn from(err: kube::Error) -> Self {
+        Self::Kube(err)
+    }
+}
+
+impl Error {
+    /// A short label for `keyward_reconcile_errors_total{reason}`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Kube(kube::Error::Api(status)) if status.is_conflict() => "conflict",
+            Self::Kube(kube::Error::Api(status)) if status.is_not_found() => "not_found",
+            Self::Kube(kube::Error::Api(_)) => "api",
+            Self::Kube(_) => "transport",
+            Self::Entropy(_) => "entropy",
+            Self::InvalidSpec { .. } => "invalid_spec",
+            Self::MissingMetadata(_) => "missing_metadata",
+            Self::Serialize(_) => "serialize",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,5 @@
+//! Where credential values live: generated values and their fingerprints, and the
+//! Kubernetes Secrets that serve them.
+
+pub mod kubernetes;
+pub mod value;
