@@ -22,6 +22,9 @@ enum Command {
         /// Address of /metrics, /healthz and /readyz.
         #[arg(long, default_value = "0.0.0.0:8080", env = "KEYWARD_METRICS_ADDR")]
         metrics_addr: SocketAddr,
+        /// Manage only this namespace (and the Tenants that list it). Default: the cluster.
+        #[arg(long, env = "KEYWARD_NAMESPACE")]
+        namespace: Option<String>,
         /// Log format on stderr (audit lines always go to stdout as JSON).
         #[arg(long, value_enum, default_value_t = LogFormat::Json)]
         log_format: LogFormat,
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         },
         Command::Run {
             metrics_addr,
+            namespace,
             log_format,
         } => {
             if let Err(err) = telemetry::init(log_format) {
@@ -60,8 +64,14 @@ fn main() -> ExitCode {
             };
             let result = runtime.block_on(async {
                 let client = kube::Client::try_default().await?;
-                keyward::controller::run(client, keyward::controller::Options { metrics_addr })
-                    .await
+                keyward::controller::run(
+                    client,
+                    keyward::controller::Options {
+                        metrics_addr,
+                        namespace,
+                    },
+                )
+                .await
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,

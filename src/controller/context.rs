@@ -25,6 +25,8 @@ pub struct Context {
     pub tenants: Store<Tenant>,
     pub integrations: Store<PartnerIntegration>,
     pub keys: Store<ApiKey>,
+    /// The one namespace this instance manages, if it is scoped to one.
+    pub namespace: Option<String>,
 }
 
 impl Context {
@@ -34,6 +36,7 @@ impl Context {
         tenants: Store<Tenant>,
         integrations: Store<PartnerIntegration>,
         keys: Store<ApiKey>,
+        namespace: Option<String>,
     ) -> Self {
         let reporter = Reporter {
             controller: "keyward".into(),
@@ -46,6 +49,7 @@ impl Context {
             tenants,
             integrations,
             keys,
+            namespace,
         }
     }
 

@@ -36,6 +36,9 @@ use context::Context;
 #[derive(Clone, Debug)]
 pub struct Options {
     pub metrics_addr: SocketAddr,
+    /// Manage only credentials and integrations in this namespace, and only the Tenants
+    /// that list it (Tenants of other namespaces are read, never written).
+    pub namespace: Option<String>,
 }
 
 /// Requeue exactly when the next thing is due, or wait for a change.
@@ -81,15 +84,30 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         }
     };
 
-    let (tenants, tenant_events) = reflect_all::<Tenant>(client.clone());
-    let (integrations, integration_events) = reflect_all::<PartnerIntegration>(client.clone());
-    let (keys, key_events) = reflect_all::<ApiKey>(client.clone());
+    let scoped = |client: Client| match &options.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client),
+        ),
+    };
+    let (pi_api, key_api, secret_api): (Api<PartnerIntegration>, Api<ApiKey>, Api<Secret>) =
+        scoped(client.clone());
+    let (tenants, tenant_events) = reflect_all::<Tenant>(Api::all(client.clone()));
+    let (integrations, integration_events) = reflect_all(pi_api);
+    let (keys, key_events) = reflect_all(key_api);
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),
         tenants.clone(),
         integrations.clone(),
         keys.clone(),
+        options.namespace.clone(),
     ));
 
     let (tenant_tx, tenant_rx) = unbounded();
@@ -128,7 +146,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     let key_ctl = Controller::for_stream(stream::pending(), keys.clone())
         .reconcile_on(key_rx)
         .owns(
-            Api::<Secret>::all(client.clone()),
+            secret_api,
             Config::default().labels(labels::MANAGED_SELECTOR),
         )
         .graceful_shutdown_on(stopped())
@@ -143,10 +161,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         let health = health.clone();
         let (t, p, k) = (tenants.clone(), integrations.clone(), keys.clone());
         async move {
-            if t.wait_until_ready().await.is_ok()
-                && p.wait_until_ready().await.is_ok()
-                && k.wait_until_ready().await.is_ok()
-            {
+            if synced(&t).await && synced(&p).await && synced(&k).await {
                 health.set_ready(true);
                 tracing::info!("caches synced; ready");
             }
@@ -164,6 +179,21 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     fanout_task.abort();
     served?;
     Ok(())
+}
+
+/// Waits for a store's first full list. `Store::wait_until_ready` wakes only the last of
+/// several waiters (the controller waits on the same store), so re-poll it briefly; this
+/// runs only until startup completes.
+async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    loop {
+        match tokio::time::timeout(StdDuration::from_millis(100), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_) => continue,
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -189,9 +219,9 @@ async fn shutdown_signal() {
 
 type Touched<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
 
-/// A cluster-wide watch of `K` feeding a store; the returned stream yields each object
+/// A watch of `K` feeding a store; the returned stream yields each object
 /// touched (applied or deleted) after the store holds the change.
-fn reflect_all<K>(client: Client) -> (Store<K>, Touched<K>)
+fn reflect_all<K>(api: Api<K>) -> (Store<K>, Touched<K>)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -202,12 +232,9 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
-    let events = reflect(
-        writer,
-        watcher(Api::<K>::all(client), Config::default()).default_backoff(),
-    )
-    .touched_objects()
-    .boxed();
+    let events = reflect(writer, watcher(api, Config::default()).default_backoff())
+        .touched_objects()
+        .boxed();
     (store, events)
 }
 

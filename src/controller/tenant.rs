@@ -16,6 +16,12 @@ use crate::policy::tenant::decide;
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer("tenant");
     let name = tenant.name_any();
+    if let Some(ns) = &ctx.namespace
+        && !tenant.spec.namespaces.iter().flatten().any(|n| n == ns)
+    {
+        // Scoped to one namespace: the status of other tenants belongs to another instance.
+        return Ok(Action::await_change());
+    }
     let now = now();
     let tenancy = ctx.tenancy();
     let decision = decide(&tenancy, &name, now);

@@ -2,6 +2,8 @@
 //! a client for it, the CRDs installed once, a fresh namespace per test, and kubectl.
 #![allow(dead_code)]
 
+pub mod operator;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -11,7 +13,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, Config, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
 const FIELD_MANAGER: &str = "keyward-tests";
@@ -160,4 +163,57 @@ pub fn kubectl_ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits (watching, not polling) until `name` satisfies `cond`; on timeout fails with the
+/// object as it was.
+pub async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    cond: impl Fn(&K) -> bool + Send + 'static,
+) -> K
+where
+    K: Resource
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + serde::Serialize
+        + Send
+        + Sync
+        + 'static,
+{
+    let waited = tokio::time::timeout(
+        timeout,
+        await_condition(api.clone(), name, move |obj: Option<&K>| {
+            obj.is_some_and(&cond)
+        }),
+    )
+    .await;
+    match waited {
+        Ok(Ok(Some(obj))) => obj,
+        _ => {
+            let now = api.get_opt(name).await.ok().flatten();
+            panic!(
+                "{name}: not {what} within {timeout:?}; now: {}",
+                serde_json::to_string_pretty(&now).unwrap_or_default()
+            )
+        }
+    }
+}
+
+/// Waits until `name` is gone.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let waited = tokio::time::timeout(
+        timeout,
+        await_condition(api.clone(), name, |obj: Option<&K>| obj.is_none()),
+    )
+    .await;
+    if waited.is_err() && api.get_opt(name).await.ok().flatten().is_some() {
+        panic!("{name}: still present after {timeout:?}");
+    }
 }

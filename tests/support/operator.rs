@@ -1,0 +1,141 @@
+//! A `keyward run` process for one test, scoped to the test's namespace so tests run in
+//! parallel without two operators managing the same objects. Killed when dropped.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+use super::kubeconfig_path;
+
+pub struct Operator {
+    child: Option<Child>,
+    namespace: String,
+    dir: tempfile::TempDir,
+    runs: usize,
+    pub metrics_port: u16,
+}
+
+impl Operator {
+    /// Starts an operator that manages `namespace` and waits until it is ready.
+    pub async fn start(namespace: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut op = Self {
+            child: None,
+            namespace: namespace.to_owned(),
+            dir,
+            runs: 0,
+            metrics_port: 0,
+        };
+        op.spawn().await;
+        op
+    }
+
+    async fn spawn(&mut self) {
+        let port = free_port();
+        self.metrics_port = port;
+        self.runs += 1;
+        let out =
+            std::fs::File::create(self.dir.path().join(format!("stdout.{}", self.runs))).unwrap();
+        let err =
+            std::fs::File::create(self.dir.path().join(format!("stderr.{}", self.runs))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["run", "--namespace", &self.namespace, "--metrics-addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .env("KUBECONFIG", kubeconfig_path())
+            .env("RUST_LOG", "info,keyward=debug")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting keyward run");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(body) = self.get("/readyz").await
+                && body.starts_with("HTTP/1.1 200")
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "operator not ready within 30s:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the process at once (SIGKILL): no cleanup, as in a crash or an eviction.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts the process again after `kill`.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+
+    fn read_all(&self, stream: &str) -> String {
+        (1..=self.runs)
+            .map(|run| {
+                std::fs::read_to_string(self.dir.path().join(format!("{stream}.{run}")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Everything the operator logged (stderr), over every run.
+    pub fn logs(&self) -> String {
+        self.read_all("stderr")
+    }
+
+    /// Everything the operator printed on stdout (the audit trail), over every run.
+    pub fn stdout(&self) -> String {
+        self.read_all("stdout")
+    }
+
+    /// The audit records printed so far.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        self.stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["audit"] == true)
+            .collect()
+    }
+
+    /// `GET path` on the metrics server; returns the raw HTTP response.
+    pub async fn get(&self, path: &str) -> std::io::Result<String> {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await?;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await?;
+        Ok(out)
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.expect("scraping /metrics")
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
