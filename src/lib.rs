@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod client;
 pub mod controller;
 pub mod crd;
 pub mod error;

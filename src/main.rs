@@ -62,17 +62,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let result = runtime.block_on(async {
-                let client = kube::Client::try_default().await?;
-                keyward::controller::run(
-                    client,
-                    keyward::controller::Options {
-                        metrics_addr,
-                        namespace,
-                    },
-                )
-                .await
-            });
+            let result = runtime.block_on(keyward::controller::run(keyward::controller::Options {
+                metrics_addr,
+                namespace,
+            }));
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {

@@ -106,6 +106,11 @@ struct ControllerLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KubeRequestLabels {
+    method: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReconcileErrorLabels {
     controller: String,
     reason: String,
@@ -129,6 +134,7 @@ pub struct Metrics {
     findings: Family<FindingLabels, Gauge>,
     reconcile_duration: HistogramFamily<ControllerLabels>,
     reconcile_errors: Family<ReconcileErrorLabels, Counter>,
+    kube_requests: Family<KubeRequestLabels, Counter>,
     /// Last view of every credential; also serialises all credential-gauge updates so a
     /// decrement-to-zero check and the following removal cannot interleave with another update.
     observed: Mutex<HashMap<CredentialKey, CredentialSnapshot>>,
@@ -202,6 +208,12 @@ impl Metrics {
             "Failed reconcile passes by controller and reason",
             reconcile_errors.clone(),
         );
+        let kube_requests = Family::<KubeRequestLabels, Counter>::default();
+        registry.register(
+            "kube_requests",
+            "Requests sent to the Kubernetes API by HTTP method (a quiet cluster costs none)",
+            kube_requests.clone(),
+        );
 
         Self {
             registry,
@@ -213,6 +225,7 @@ impl Metrics {
             findings,
             reconcile_duration,
             reconcile_errors,
+            kube_requests,
             observed: Mutex::new(HashMap::new()),
             finding_labels: Mutex::new(HashSet::new()),
         }
@@ -285,6 +298,15 @@ impl Metrics {
                 kind: kind.to_owned(),
                 tenant: tenant.to_owned(),
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one request to the Kubernetes API.
+    pub fn kube_request(&self, method: &str) {
+        self.kube_requests
+            .get_or_create(&KubeRequestLabels {
+                method: method.to_owned(),
             })
             .inc();
     }

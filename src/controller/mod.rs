@@ -70,8 +70,9 @@ fn error_policy<K: ResourceExt>(
 }
 
 /// Runs the controllers and the metrics server until SIGTERM or SIGINT.
-pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
+pub async fn run(options: Options) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
+    let client = crate::client::counted(metrics.clone()).await?;
     let health = Health::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = {
@@ -157,13 +158,16 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         )
         .for_each(|_| async {});
 
-    let ready = {
+    // No reconcile may decide before every store holds its first full list: an empty
+    // Tenant store would make every credential look tenant-less and withdraw its value.
+    let controllers = {
         let health = health.clone();
         let (t, p, k) = (tenants.clone(), integrations.clone(), keys.clone());
         async move {
             if synced(&t).await && synced(&p).await && synced(&k).await {
                 health.set_ready(true);
                 tracing::info!("caches synced; ready");
+                tokio::join!(tenant_ctl, integration_ctl, key_ctl);
             }
         }
     };
@@ -174,8 +178,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     };
     tokio::spawn(signals);
-    tokio::spawn(ready);
-    let (served, ..) = tokio::join!(server, tenant_ctl, integration_ctl, key_ctl);
+    let (served, ()) = tokio::join!(server, controllers);
     fanout_task.abort();
     served?;
     Ok(())
