@@ -1,15 +1,59 @@
 #!/usr/bin/env bash
-# `make demo`: applies examples/ to the local plane (already up, CRDs installed) and shows
-# what keyward manages.
+# `make demo`: runs the operator against the local plane (already up, CRDs installed),
+# applies examples/ and shows, within a minute, keys being issued, one rotating every 30 s
+# with a 10 s overlap, and a trial key expiring 45 s after issue. The operator is stopped
+# when the demo ends; its log and audit trail stay in .cluster/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 kubectl() { .cluster/bin/kubectl --kubeconfig .cluster/kubeconfig "$@"; }
+section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-echo "== applying examples/"
-# Namespaces first, so the namespaced objects have somewhere to go.
+# A fresh start: objects left by an earlier demo would carry their old versions and times.
+for ns in acme-prod acme-dev initech-trial; do
+  kubectl delete --ignore-not-found -n "$ns" apikeys,serviceaccountcredentials,partnerintegrations --all >/dev/null 2>&1 || true
+done
+kubectl delete --ignore-not-found tenants.keyward.io acme acme-holdings initech >/dev/null 2>&1 || true
+
+section "starting keyward run (log: .cluster/keyward.log, audit trail: .cluster/keyward-audit.jsonl)"
+KUBECONFIG=.cluster/kubeconfig ./target/debug/keyward run --metrics-addr 127.0.0.1:18080 --log-format text \
+  >.cluster/keyward-audit.jsonl 2>.cluster/keyward.log &
+operator=$!
+trap 'kill "$operator" 2>/dev/null; wait "$operator" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  curl -fs http://127.0.0.1:18080/readyz >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+section "applying examples/"
 kubectl apply --server-side --field-manager keyward-demo -f examples/00-namespaces.yaml
 kubectl apply --server-side --field-manager keyward-demo -f examples/
-echo
-echo "== kubectl get nhi,pi,tn -A"
+sleep 2
+
+section "issued: kubectl get nhi,pi,tn -A"
 kubectl get nhi,pi,tn -A
+
+for t in 15 30 45 55; do
+  sleep $((t - ${last:-0}))
+  last=$t
+  section "after ${t}s: kubectl get apikeys -A"
+  kubectl get apikeys -A
+done
+
+section "the Secret of demo-rotating (values are never printed by keyward; here only the keys and annotations)"
+kubectl get secret demo-rotating -n acme-dev \
+  -o go-template='{{range $k, $v := .data}}data: {{$k}}{{"\n"}}{{end}}{{range $k, $v := .metadata.annotations}}{{$k}}: {{$v}}{{"\n"}}{{end}}'
+
+section "why trial-key expired: kubectl get apikey trial-key -n initech-trial"
+kubectl get apikey trial-key -n initech-trial \
+  -o go-template='{{range .status.conditions}}{{if eq .type "Ready"}}Ready={{.status}} reason={{.reason}}: {{.message}}{{"\n"}}{{end}}{{end}}'
+
+section "events"
+kubectl get events -A --field-selector reportingComponent=keyward --sort-by=.metadata.creationTimestamp 2>/dev/null | tail -n 12 \
+  || kubectl get events -A | grep -E 'Issued|Rotated|Expired' | tail -n 12
+
+section "audit trail (one JSON line per action; .cluster/keyward-audit.jsonl)"
+grep '"audit":true' .cluster/keyward-audit.jsonl | cut -c1-220 | tail -n 8
+
+section "metrics (http://127.0.0.1:18080/metrics)"
+curl -fs http://127.0.0.1:18080/metrics | grep -E '^keyward_(credentials|rotations_total)' || true
