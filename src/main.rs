@@ -31,11 +31,36 @@ enum Command {
     },
     /// Print every keyward CustomResourceDefinition as YAML.
     Crd,
+    /// Check manifests offline (no cluster): schema, admission rules and the cross-object
+    /// rules, using the Tenants and PartnerIntegrations found in the same paths. Prints one
+    /// `file: Kind/namespace/name: message` line per problem; exit code 1 on any problem,
+    /// 2 when the paths cannot be read.
+    Lint {
+        /// Files or folders (searched recursively for .yaml and .yml files); `-` reads
+        /// standard input.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<std::path::PathBuf>,
+        /// Namespace of namespaced objects that set none (as `kubectl apply -n` would).
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Ask for one rotation of an ApiKey or ServiceAccountCredential now, by setting its
+    /// keyward.io/rotate annotation to the current time.
+    Rotate {
+        /// ak/NAME or sac/NAME (also apikey/NAME, serviceaccountcredential/NAME).
+        #[arg(value_name = "KIND/NAME")]
+        target: String,
+        /// Namespace of the object. Default: the current kubeconfig's namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Lint { paths, namespace } => keyward::lint::cli(&paths, namespace),
+        Command::Rotate { target, namespace } => keyward::rotate::cli(&target, namespace),
         Command::Crd => match keyward::crd::yaml() {
             Ok(yaml) => {
                 print!("{yaml}");

@@ -12,9 +12,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use keyward::api::{ApiKey, CredentialState, Tenant};
 use keyward::store::value::Fingerprint;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event, watcher};
-use kube::ResourceExt;
 use serde_json::json;
 use support::operator::Operator;
 use support::{TestEnv, wait_for};
@@ -31,7 +31,10 @@ async fn tenant(env: &TestEnv, extra: serde_json::Value) -> String {
         "apiVersion": "keyward.io/v1alpha1", "kind": "Tenant", "metadata": {"name": name}, "spec": spec,
     }))
     .unwrap();
-    Api::<Tenant>::all(env.client.clone()).create(&PostParams::default(), &object).await.unwrap();
+    Api::<Tenant>::all(env.client.clone())
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
     name
 }
 
@@ -47,7 +50,9 @@ async fn key(env: &TestEnv, name: &str, spec: serde_json::Value) {
 }
 
 async fn cleanup(env: TestEnv, tenant: &str) {
-    let _ = Api::<Tenant>::all(env.client.clone()).delete(tenant, &DeleteParams::default()).await;
+    let _ = Api::<Tenant>::all(env.client.clone())
+        .delete(tenant, &DeleteParams::default())
+        .await;
     env.cleanup().await;
 }
 
@@ -103,13 +108,20 @@ async fn a_quiet_cluster_costs_no_requests() {
         }
         settled = now;
     }
-    let writes: f64 = settled.iter().filter(|(m, _)| *m != "GET").map(|(_, v)| v).sum();
+    let writes: f64 = settled
+        .iter()
+        .filter(|(m, _)| *m != "GET")
+        .map(|(_, v)| v)
+        .sum();
     assert!(writes > 0.0, "the burst itself wrote: {settled:?}");
 
     // The quiet interval: nothing changes and nothing is due, so nothing is sent.
     tokio::time::sleep(Duration::from_secs(15)).await;
     let after = requests(&op).await;
-    assert_eq!(after, settled, "requests during a quiet interval with {N} keys");
+    assert_eq!(
+        after, settled,
+        "requests during a quiet interval with {N} keys"
+    );
     cleanup(env, &tenant).await;
 }
 
@@ -120,33 +132,74 @@ async fn metrics_report_credentials_rotations_revocations_and_reconciles() {
     let op = Operator::start(&env.ns).await;
     let keys: Api<ApiKey> = Api::namespaced(env.client.clone(), &env.ns);
     key(&env, "k", json!({"tenant": tenant, "owner": "alice", "rotation": {"every": "1h"}, "expiresAt": "2030-01-01T00:00:00Z"})).await;
-    wait_for(&keys, "k", "Active", T, |k: &ApiKey| k.status.as_ref().and_then(|s| s.version) == Some(1)).await;
-    keys.patch("k", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"keyward.io/rotate": "1"}}})))
-        .await
-        .unwrap();
-    wait_for(&keys, "k", "rotated", T, |k: &ApiKey| k.status.as_ref().and_then(|s| s.version) == Some(2)).await;
+    wait_for(&keys, "k", "Active", T, |k: &ApiKey| {
+        k.status.as_ref().and_then(|s| s.version) == Some(1)
+    })
+    .await;
+    keys.patch(
+        "k",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"keyward.io/rotate": "1"}}})),
+    )
+    .await
+    .unwrap();
+    wait_for(&keys, "k", "rotated", T, |k: &ApiKey| {
+        k.status.as_ref().and_then(|s| s.version) == Some(2)
+    })
+    .await;
 
     let text = metrics_until(&op, |t| t.contains("keyward_rotations_total")).await;
     let has = |needle: &str| text.lines().any(|l| l.contains(needle));
     let ns = &env.ns;
-    assert!(has(&format!("keyward_credentials{{namespace=\"{ns}\",tenant=\"{tenant}\",kind=\"ApiKey\",state=\"Active\"}} 1")), "{text}");
-    assert!(has(&format!("keyward_credential_expiry_timestamp_seconds{{namespace=\"{ns}\",name=\"k\",kind=\"ApiKey\",tenant=\"{tenant}\",owner=\"alice\"}} 1893456000")), "{text}");
-    assert!(has("keyward_credential_next_rotation_timestamp_seconds{"), "{text}");
-    assert!(has(&format!("keyward_rotations_total{{kind=\"ApiKey\",tenant=\"{tenant}\",result=\"success\"}} 1")), "{text}");
-    assert!(has("keyward_reconcile_duration_seconds_count{controller=\"apikey\"}"), "{text}");
+    assert!(
+        has(&format!(
+            "keyward_credentials{{namespace=\"{ns}\",tenant=\"{tenant}\",kind=\"ApiKey\",state=\"Active\"}} 1"
+        )),
+        "{text}"
+    );
+    assert!(
+        has(&format!(
+            "keyward_credential_expiry_timestamp_seconds{{namespace=\"{ns}\",name=\"k\",kind=\"ApiKey\",tenant=\"{tenant}\",owner=\"alice\"}} 1893456000"
+        )),
+        "{text}"
+    );
+    assert!(
+        has("keyward_credential_next_rotation_timestamp_seconds{"),
+        "{text}"
+    );
+    assert!(
+        has(&format!(
+            "keyward_rotations_total{{kind=\"ApiKey\",tenant=\"{tenant}\",result=\"success\"}} 1"
+        )),
+        "{text}"
+    );
+    assert!(
+        has("keyward_reconcile_duration_seconds_count{controller=\"apikey\"}"),
+        "{text}"
+    );
 
     Api::<Tenant>::all(env.client.clone())
-        .patch(&tenant, &PatchParams::default(), &Patch::Merge(json!({"spec": {"state": "Suspended"}})))
+        .patch(
+            &tenant,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"state": "Suspended"}})),
+        )
         .await
         .unwrap();
-    wait_for(&keys, "k", "Revoked", T, |k: &ApiKey| k.status.as_ref().and_then(|s| s.state) == Some(CredentialState::Revoked)).await;
+    wait_for(&keys, "k", "Revoked", T, |k: &ApiKey| {
+        k.status.as_ref().and_then(|s| s.state) == Some(CredentialState::Revoked)
+    })
+    .await;
     let text = metrics_until(&op, |t| t.contains("state=\"Revoked\"} 1")).await;
     assert!(
         text.contains(&format!("keyward_revocations_total{{kind=\"ApiKey\",tenant=\"{tenant}\",reason=\"TenantSuspended\"}} 1")),
         "{text}"
     );
-    assert!(text.contains(&format!("state=\"Revoked\"}} 1")), "{text}");
-    assert!(!text.contains(&format!("kind=\"ApiKey\",state=\"Active\"}}")), "stale Active series: {text}");
+    assert!(text.contains("state=\"Revoked\"} 1"), "{text}");
+    assert!(
+        !text.contains("kind=\"ApiKey\",state=\"Active\"}"),
+        "stale Active series: {text}"
+    );
     cleanup(env, &tenant).await;
 }
 
@@ -169,15 +222,25 @@ async fn killing_the_operator_mid_rotation_never_loses_or_doubles_a_rotation() {
     let recorder = {
         let (seen, deleted, secrets) = (seen.clone(), deleted.clone(), secrets.clone());
         tokio::spawn(async move {
-            let mut events = watcher(secrets, watcher::Config::default().fields("metadata.name=k")).boxed();
+            let mut events = watcher(
+                secrets,
+                watcher::Config::default().fields("metadata.name=k"),
+            )
+            .boxed();
             while let Some(Ok(event)) = events.next().await {
                 match event {
                     Event::Apply(s) | Event::InitApply(s) => {
                         let data = s.data.clone().unwrap_or_default();
-                        let text = |k: &str| data.get(k).map(|b| String::from_utf8_lossy(&b.0).into_owned());
+                        let text = |k: &str| {
+                            data.get(k)
+                                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                        };
                         let a = s.annotations();
                         seen.lock().unwrap().push(Seen {
-                            version: a.get("keyward.io/version").and_then(|v| v.parse().ok()).unwrap_or(-1),
+                            version: a
+                                .get("keyward.io/version")
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(-1),
                             value: text("api-key").unwrap_or_default(),
                             previous: text("api-key-previous"),
                             rotated_at: a.get("keyward.io/rotated-at").cloned().unwrap_or_default(),
@@ -191,9 +254,17 @@ async fn killing_the_operator_mid_rotation_never_loses_or_doubles_a_rotation() {
     };
 
     let mut op = Operator::start(&env.ns).await;
-    key(&env, "k", json!({"tenant": tenant, "owner": "alice", "rotation": {"every": "2s", "overlap": "1s"}})).await;
+    key(
+        &env,
+        "k",
+        json!({"tenant": tenant, "owner": "alice", "rotation": {"every": "2s", "overlap": "1s"}}),
+    )
+    .await;
     let keys: Api<ApiKey> = Api::namespaced(env.client.clone(), &env.ns);
-    wait_for(&keys, "k", "issued", T, |k: &ApiKey| k.status.as_ref().and_then(|s| s.version).is_some()).await;
+    wait_for(&keys, "k", "issued", T, |k: &ApiKey| {
+        k.status.as_ref().and_then(|s| s.version).is_some()
+    })
+    .await;
 
     // Kill the process at pseudo-random instants, across many rotations.
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -209,51 +280,108 @@ async fn killing_the_operator_mid_rotation_never_loses_or_doubles_a_rotation() {
     // Stop scheduled rotation (a spec change), then status and Secret must agree.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let patched = keys
-        .patch("k", &PatchParams::default(), &Patch::Merge(json!({"spec": {"rotation": null}})))
+        .patch(
+            "k",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"rotation": null}})),
+        )
         .await
         .unwrap();
     let generation = patched.metadata.generation;
-    let final_key = wait_for(&keys, "k", "settled on the new spec", T, move |k: &ApiKey| {
-        k.status.as_ref().is_some_and(|s| s.state == Some(CredentialState::Active) && s.observed_generation == generation)
-    })
+    let final_key = wait_for(
+        &keys,
+        "k",
+        "settled on the new spec",
+        T,
+        move |k: &ApiKey| {
+            k.status.as_ref().is_some_and(|s| {
+                s.state == Some(CredentialState::Active) && s.observed_generation == generation
+            })
+        },
+    )
     .await;
     recorder.abort();
 
     let seen = seen.lock().unwrap().clone();
-    assert!(!*deleted.lock().unwrap(), "the Secret was deleted: a key was lost");
-    assert!(seen.iter().all(|s| !s.value.is_empty()), "an empty key was served");
+    assert!(
+        !*deleted.lock().unwrap(),
+        "the Secret was deleted: a key was lost"
+    );
+    assert!(
+        seen.iter().all(|s| !s.value.is_empty()),
+        "an empty key was served"
+    );
     // Versions only go up; each version has exactly one value (no rotation was done twice).
     let mut by_version: BTreeMap<i64, &Seen> = BTreeMap::new();
     for pair in seen.windows(2) {
-        assert!(pair[1].version >= pair[0].version, "version went back: {} -> {}", pair[0].version, pair[1].version);
+        assert!(
+            pair[1].version >= pair[0].version,
+            "version went back: {} -> {}",
+            pair[0].version,
+            pair[1].version
+        );
     }
     for s in &seen {
         if let Some(first) = by_version.insert(s.version, s) {
-            assert_eq!(first.value, s.value, "version {} written with two values", s.version);
-            assert_eq!(first.rotated_at, s.rotated_at, "version {} rotated twice", s.version);
+            assert_eq!(
+                first.value, s.value,
+                "version {} written with two values",
+                s.version
+            );
+            assert_eq!(
+                first.rotated_at, s.rotated_at,
+                "version {} rotated twice",
+                s.version
+            );
         }
     }
     // During an overlap the previous value is the one the last version served.
     for s in &seen {
         if let Some(previous) = &s.previous {
-            let before = by_version.get(&(s.version - 1)).expect("the previous version was served");
-            assert_eq!(previous, &before.value, "version {} serves a wrong previous value", s.version);
+            let before = by_version
+                .get(&(s.version - 1))
+                .expect("the previous version was served");
+            assert_eq!(
+                previous, &before.value,
+                "version {} serves a wrong previous value",
+                s.version
+            );
         }
     }
     // Rotations are at least `every` apart: one per due time.
     let times: Vec<chrono::DateTime<chrono::Utc>> = by_version
         .values()
-        .map(|s| chrono::DateTime::parse_from_rfc3339(&s.rotated_at).unwrap().with_timezone(&chrono::Utc))
+        .map(|s| {
+            chrono::DateTime::parse_from_rfc3339(&s.rotated_at)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        })
         .collect();
     for pair in times.windows(2) {
-        assert!(pair[1] - pair[0] >= chrono::Duration::seconds(2), "two rotations within one interval: {pair:?}");
+        assert!(
+            pair[1] - pair[0] >= chrono::Duration::seconds(2),
+            "two rotations within one interval: {pair:?}"
+        );
     }
     let status = final_key.status.unwrap();
     let secret = secrets.get("k").await.unwrap();
-    assert_eq!(secret.annotations().get("keyward.io/version"), status.version.map(|v| v.to_string()).as_ref());
+    assert_eq!(
+        secret.annotations().get("keyward.io/version"),
+        status.version.map(|v| v.to_string()).as_ref()
+    );
     let value = secret.data.unwrap()["api-key"].0.clone();
-    assert_eq!(status.fingerprint, Some(Fingerprint::of(&value).to_string()));
-    assert!(by_version.len() >= 5, "too few rotations to mean anything: {}", by_version.len());
-    eprintln!("crash test: {} versions observed over 20 kills", by_version.len());
+    assert_eq!(
+        status.fingerprint,
+        Some(Fingerprint::of(&value).to_string())
+    );
+    assert!(
+        by_version.len() >= 5,
+        "too few rotations to mean anything: {}",
+        by_version.len()
+    );
+    eprintln!(
+        "crash test: {} versions observed over 20 kills",
+        by_version.len()
+    );
     cleanup(env, &tenant).await;
 }
