@@ -10,28 +10,25 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::context::{Context, FIELD_MANAGER, RESTART_FIELD_MANAGER};
-use super::status::{condition, find, now, prior_owner};
-use crate::api::{
-    ApiKey, ApiKeyStatus, ConsumerKind, CredentialState, PartnerIntegration, Timestamp, labels,
-};
-use crate::audit::{self, AuditAction, AuditRecord, ObjectRef as AuditObject};
+use super::credential::{self, Deed, Facts, state_changed, ts};
+use super::status::now;
+use crate::api::{ApiKey, ApiKeyStatus, ConsumerKind, CredentialState, Timestamp, labels};
+use crate::audit::AuditAction;
 use crate::error::{Error, Result};
-use crate::metrics::{CredentialKey, CredentialSnapshot, RotationResult};
-use crate::policy::api_key::{KeyAction, KeyPlan, RotationInput, plan};
-use crate::policy::credential::{
-    CredentialInput, CredentialSpec, IntegrationFacts, Lifecycle, Verdict, decide, reason,
-};
+use crate::metrics::RotationResult;
+use crate::policy::api_key::{KeyAction, KeyPlan, RotationInput, SecretState, plan};
+use crate::policy::credential::{CredentialSpec, Lifecycle, Verdict, reason};
 use crate::policy::format_time;
 use crate::store::kubernetes::{self as secrets, Desired, Observed};
 use crate::store::value::{Value, generate};
 
 pub const KIND: &str = "ApiKey";
 const DEFAULT_KEY: &str = "api-key";
+const VAULT_UNAVAILABLE: &str = "VaultUnavailable";
 
 /// The name of the Secret that serves `key`.
 pub fn secret_name(key: &ApiKey) -> String {
@@ -80,50 +77,16 @@ fn parse_spec(key: &ApiKey) -> Result<(CredentialSpec, Duration)> {
     ))
 }
 
-/// A PartnerIntegration as credential decisions see it.
-pub fn integration_facts(pi: &PartnerIntegration) -> IntegrationFacts {
-    let conditions = pi
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    IntegrationFacts {
-        name: pi.name_any(),
-        tenant: pi.spec.tenant.clone(),
-        owner: pi.spec.owner.clone(),
-        expires_at: pi.spec.expires_at.map(|t| t.0),
-        suspended: pi.spec.suspended.unwrap_or(false),
-        owner_binding: prior_owner(conditions, Some(&pi.spec.owner)).binding,
-    }
-}
-
 pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer("apikey");
     let namespace = key.namespace().ok_or(Error::MissingMetadata("namespace"))?;
-    let name = key.name_any();
     let uid = key.uid().ok_or(Error::MissingMetadata("uid"))?;
     let now = now();
 
     // Gather.
     let (spec, overlap) = parse_spec(&key)?;
-    let tenancy = ctx.tenancy();
-    let integration = spec.integration.as_ref().map(|pi| {
-        ctx.integrations
-            .get(&ObjectRef::new(pi).within(&namespace))
-            .map(|pi| integration_facts(&pi))
-    });
     let prior = key.status.clone().unwrap_or_default();
-    let input = CredentialInput {
-        namespace: &namespace,
-        generation: key.metadata.generation.unwrap_or_default(),
-        spec: &spec,
-        integration: integration.as_ref().map(Option::as_ref),
-        tenancy: &tenancy,
-        observed_generation: prior.observed_generation,
-        renewed_at: prior.renewed_at.map(|t| t.0),
-        prior_owner: prior_owner(&prior.conditions, prior.owner.as_deref()),
-        now,
-    };
+    let lifecycle = credential::lifecycle(&ctx, key.as_ref(), &namespace, &spec, now);
     let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let secret_name = secret_name(&key);
     let data_key = data_key(&key);
@@ -138,8 +101,24 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
         last_rotation_request: prior.last_rotation_request.as_deref(),
         last_version: prior.version,
     };
-    let lifecycle = decide(&input);
     let mut plan = plan(lifecycle, &observed.state, &rotation, now);
+    let vault_only = key.spec.secret.as_ref().and_then(|s| s.enabled) == Some(false);
+    if vault_only && plan.lifecycle.is_active() {
+        // The value would live in Vault only, and this build has no Vault store: serve
+        // nothing rather than claim a value exists.
+        plan.lifecycle.state = CredentialState::Pending;
+        plan.lifecycle.reason = VAULT_UNAVAILABLE.to_owned();
+        plan.lifecycle.message =
+            "spec.secret.enabled is false (Vault only), and keyward has no Vault store configured"
+                .to_owned();
+        plan.lifecycle.next_due = None;
+        plan.action = match observed.state {
+            SecretState::Ours(_) => KeyAction::Withdraw,
+            _ => KeyAction::None,
+        };
+        plan.served = None;
+        plan.next_due = None;
+    }
 
     // Apply: the Secret first (one write holds the value and the record of it), then status.
     let fingerprint = apply_secret(
@@ -155,6 +134,13 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     )
     .await;
     let synced = match &fingerprint {
+        Ok(_) if key.spec.vault.is_some() => Verdict::new(
+            false,
+            VAULT_UNAVAILABLE,
+            format!(
+                "Secret {secret_name} is up to date; no Vault store is configured, so spec.vault is not written"
+            ),
+        ),
         Ok(_) => Verdict::new(
             true,
             "Synced",
@@ -169,14 +155,16 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let fingerprint = match fingerprint {
         Ok(f) => f,
         Err(err) => {
-            if matches!(plan.action, KeyAction::Rotate { .. }) {
-                ctx.metrics.rotation(
-                    KIND,
-                    plan.lifecycle.tenant.as_deref().unwrap_or_default(),
-                    RotationResult::Failure,
-                );
-            }
-            report_sync_failure(&ctx, &key, &namespace, &prior, synced, now).await;
+            let rotating = matches!(plan.action, KeyAction::Rotate { .. });
+            credential::report_sync_failure(
+                &ctx,
+                key.as_ref(),
+                &plan.lifecycle,
+                rotating,
+                synced,
+                now,
+            )
+            .await;
             return Err(err);
         }
     };
@@ -197,37 +185,29 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     // Report.
     let status = build_status(&key, &prior, &plan, fingerprint, synced, now);
     if key.status.as_ref() != Some(&status) {
-        let api: Api<ApiKey> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({"apiVersion": ApiKey::api_version(&()), "kind": ApiKey::kind(&()), "status": status});
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        credential::write_status(&ctx, key.as_ref(), &namespace, &status).await?;
     }
-    announce(&ctx, &key, &prior, &status, &plan).await;
-    ctx.metrics.observe_credential(
-        CredentialKey {
-            kind: KIND.into(),
-            namespace: namespace.clone(),
-            name: name.clone(),
-        },
-        Some(CredentialSnapshot {
-            tenant: status.tenant.clone().unwrap_or_default(),
-            owner: status.owner.clone().unwrap_or_default(),
-            state: state_name(status.state),
-            expires_at: status.expires_at.map(|t| t.0),
-            next_rotation_at: status.next_rotation_at.map(|t| t.0),
-        }),
-    );
+    let changed = state_changed(prior.state, &prior.conditions, &plan.lifecycle);
+    let facts = Facts {
+        version: status.version,
+        fingerprint: status.fingerprint.clone(),
+        issued_at: status.issued_at,
+        last_rotated_at: status.last_rotated_at,
+        next_rotation_at: status.next_rotation_at,
+        previous_valid_until: status.previous_valid_until,
+        expires_at: status.expires_at,
+        token_expires_at: None,
+    };
+    credential::report(
+        &ctx,
+        key.as_ref(),
+        &plan.lifecycle,
+        deed(&plan),
+        changed,
+        facts,
+    )
+    .await;
     Ok(super::requeue_at(plan.next_due))
-}
-
-fn state_name(state: Option<CredentialState>) -> String {
-    state
-        .map(|s| format!("{s:?}"))
-        .unwrap_or_else(|| "Pending".into())
 }
 
 /// Makes the Secret match the plan. Returns the fingerprint of the value now served.
@@ -263,10 +243,6 @@ async fn apply_secret(
     let Some(served) = plan.served.as_mut() else {
         return Ok(None);
     };
-    if key.spec.secret.as_ref().and_then(|s| s.enabled) == Some(false) {
-        // Vault-only keys are served by the Vault store, not here.
-        return Ok(Some(served.fingerprint.clone()));
-    }
     let (current, previous): (Value, Option<Value>) = match &plan.action {
         KeyAction::Issue { .. } => (generate(key.spec.generator.as_ref())?, None),
         KeyAction::Rotate {
@@ -377,10 +353,6 @@ async fn restart_consumers(
     }
 }
 
-fn ts(t: Option<DateTime<Utc>>) -> Option<Timestamp> {
-    t.map(Timestamp)
-}
-
 fn build_status(
     key: &ApiKey,
     prior: &ApiKeyStatus,
@@ -392,21 +364,7 @@ fn build_status(
     let l: &Lifecycle = &plan.lifecycle;
     let generation = key.metadata.generation;
     let served = plan.served.as_ref().filter(|_| l.is_active());
-    let ready = Verdict {
-        status: l.is_active(),
-        reason: l.reason.clone(),
-        message: l.message.clone(),
-    };
-    let conditions = [
-        ("Ready", &ready),
-        ("Synced", &synced),
-        ("OwnerBound", &l.owner_bound),
-        ("CrossTenant", &l.cross_tenant),
-        ("PolicyCompliant", &l.policy_compliant),
-    ]
-    .into_iter()
-    .map(|(type_, verdict)| condition(type_, verdict, generation, &prior.conditions, now))
-    .collect();
+    let conditions = credential::conditions(l, &synced, generation, &prior.conditions, now);
     ApiKeyStatus {
         observed_generation: generation,
         state: Some(l.state),
@@ -425,124 +383,30 @@ fn build_status(
     }
 }
 
-/// Writes Synced=False, keeping everything else as it was.
-async fn report_sync_failure(
-    ctx: &Context,
-    key: &ApiKey,
-    namespace: &str,
-    prior: &ApiKeyStatus,
-    synced: Verdict,
-    now: DateTime<Utc>,
-) {
-    let condition = condition(
-        "Synced",
-        &synced,
-        key.metadata.generation,
-        &prior.conditions,
-        now,
-    );
-    if find(&prior.conditions, "Synced") == Some(&condition) {
-        return;
-    }
-    let api: Api<ApiKey> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({"apiVersion": ApiKey::api_version(&()), "kind": ApiKey::kind(&()), "status": {"conditions": [condition]}});
-    if let Err(err) = api
-        .patch_status(
-            &key.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
-        tracing::warn!(namespace, name = key.name_any(), error = %err, "writing Synced=False failed");
-    }
-}
-
-/// Events, audit lines and counters for what changed.
-async fn announce(
-    ctx: &Context,
-    key: &ApiKey,
-    prior: &ApiKeyStatus,
-    status: &ApiKeyStatus,
-    plan: &KeyPlan,
-) {
+/// The value served this pass, for Events and audit lines.
+fn deed(plan: &KeyPlan) -> Option<Deed> {
     let l = &plan.lifecycle;
-    let prior_reason = find(&prior.conditions, "Ready").map(|c| c.reason.as_str());
-    let changed = prior.state != status.state || prior_reason != Some(l.reason.as_str());
-    let tenant = l.tenant.as_deref().unwrap_or_default();
-    let (action, type_, note) = match (&plan.action, l.state) {
-        (KeyAction::Issue { version }, _) => (
-            AuditAction::Issued,
-            EventType::Normal,
-            format!(
+    match &plan.action {
+        KeyAction::Issue { version } => Some(Deed {
+            action: AuditAction::Issued,
+            note: format!(
                 "{}: version {version} issued, {}",
                 reason::ACTIVE,
                 l.message
             ),
-        ),
-        (
-            KeyAction::Rotate {
-                version, manual, ..
-            },
-            _,
-        ) => (
-            AuditAction::Rotated,
-            EventType::Normal,
-            format!(
+            event_action: None,
+        }),
+        KeyAction::Rotate {
+            version, manual, ..
+        } => Some(Deed {
+            action: AuditAction::Rotated,
+            note: format!(
                 "{}: version {version} issued by {} rotation",
                 reason::ACTIVE,
                 if *manual { "requested" } else { "scheduled" }
             ),
-        ),
-        _ if !changed => return,
-        (_, CredentialState::Expired) => (
-            AuditAction::Expired,
-            EventType::Normal,
-            format!("{}: {}", l.reason, l.message),
-        ),
-        (_, CredentialState::Revoked) => {
-            ctx.metrics.revocation(KIND, tenant, &l.reason);
-            (
-                AuditAction::Revoked,
-                EventType::Warning,
-                format!("{}: {}", l.reason, l.message),
-            )
-        }
-        (_, CredentialState::Invalid) => (
-            AuditAction::Refused,
-            EventType::Warning,
-            format!("{}: {}", l.reason, l.message),
-        ),
-        (_, CredentialState::Pending) if l.reason == reason::SECRET_CONFLICT => (
-            AuditAction::Conflict,
-            EventType::Warning,
-            format!("{}: {}", l.reason, l.message),
-        ),
-        _ => return,
-    };
-    let event_reason = format!("{action:?}");
-    ctx.event(key, type_, &event_reason, &event_reason, note.clone())
-        .await;
-    let mut record = AuditRecord::new(
-        action,
-        AuditObject {
-            kind: KIND.into(),
-            namespace: key.namespace(),
-            name: key.name_any(),
-            uid: key.uid(),
-        },
-        l.reason.clone(),
-        note,
-    );
-    record.tenant = l.tenant.clone();
-    record.owner = l.owner.clone();
-    record.integration = key.spec.integration.clone();
-    record.version = status.version;
-    record.fingerprint = status.fingerprint.clone();
-    record.issued_at = status.issued_at.map(|t| t.0);
-    record.last_rotated_at = status.last_rotated_at.map(|t| t.0);
-    record.next_rotation_at = status.next_rotation_at.map(|t| t.0);
-    record.previous_valid_until = status.previous_valid_until.map(|t| t.0);
-    record.expires_at = status.expires_at.map(|t| t.0);
-    audit::emit(&record);
+            event_action: None,
+        }),
+        _ => None,
+    }
 }

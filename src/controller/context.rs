@@ -8,7 +8,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
-use crate::api::{ApiKey, PartnerIntegration, Tenant};
+use crate::api::{ApiKey, PartnerIntegration, ServiceAccountCredential, Tenant};
 use crate::metrics::Metrics;
 use crate::policy::tenancy::Tenancy;
 
@@ -25,6 +25,7 @@ pub struct Context {
     pub tenants: Store<Tenant>,
     pub integrations: Store<PartnerIntegration>,
     pub keys: Store<ApiKey>,
+    pub sacs: Store<ServiceAccountCredential>,
     /// The one namespace this instance manages, if it is scoped to one.
     pub namespace: Option<String>,
 }
@@ -36,6 +37,7 @@ impl Context {
         tenants: Store<Tenant>,
         integrations: Store<PartnerIntegration>,
         keys: Store<ApiKey>,
+        sacs: Store<ServiceAccountCredential>,
         namespace: Option<String>,
     ) -> Self {
         let reporter = Reporter {
@@ -49,6 +51,7 @@ impl Context {
             tenants,
             integrations,
             keys,
+            sacs,
             namespace,
         }
     }

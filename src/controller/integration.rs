@@ -8,6 +8,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::context::{Context, FIELD_MANAGER};
+use super::credential::count_for_integration;
 use super::status::{condition, now, prior_owner};
 use crate::api::{PartnerIntegration, PartnerIntegrationStatus, Timestamp};
 use crate::error::{Error, Result};
@@ -25,15 +26,8 @@ pub async fn reconcile(pi: Arc<PartnerIntegration>, ctx: Arc<Context>) -> Result
     let owner_prior = prior_owner(&prior.conditions, Some(&pi.spec.owner));
     let decision = decide(&pi, &namespace, &tenancy, &owner_prior, now);
 
-    let credentials = ctx
-        .keys
-        .state()
-        .iter()
-        .filter(|k| {
-            k.namespace().as_deref() == Some(namespace.as_str())
-                && k.spec.integration.as_deref() == Some(name.as_str())
-        })
-        .count() as i64;
+    let credentials = count_for_integration(&ctx.keys, &namespace, &name)
+        + count_for_integration(&ctx.sacs, &namespace, &name);
     let generation = pi.metadata.generation;
     let status = PartnerIntegrationStatus {
         observed_generation: generation,

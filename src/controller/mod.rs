@@ -4,7 +4,9 @@
 
 pub mod api_key;
 pub mod context;
+pub mod credential;
 pub mod integration;
+pub mod sa_credential;
 pub mod status;
 pub mod tenant;
 
@@ -16,8 +18,9 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use futures::channel::mpsc::{UnboundedSender, unbounded};
 use futures::{Stream, StreamExt, stream};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Config, watcher};
@@ -25,12 +28,13 @@ use kube::runtime::{WatchStreamExt, reflector as reflect};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
-use crate::api::{ApiKey, PartnerIntegration, Tenant, labels};
+use crate::api::{ApiKey, PartnerIntegration, ServiceAccountCredential, Tenant, labels};
 use crate::error::Error;
-use crate::metrics::Metrics;
+use crate::metrics::{CredentialKey, Metrics};
 use crate::policy::tenancy::Tenancy;
 use crate::server::{self, Health};
 use context::Context;
+use credential::Credential;
 
 /// Options of `keyward run`.
 #[derive(Clone, Debug)]
@@ -85,46 +89,40 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         }
     };
 
-    let scoped = |client: Client| match &options.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client),
-        ),
-    };
-    let (pi_api, key_api, secret_api): (Api<PartnerIntegration>, Api<ApiKey>, Api<Secret>) =
-        scoped(client.clone());
+    let namespace = options.namespace.as_deref();
     let (tenants, tenant_events) = reflect_all::<Tenant>(Api::all(client.clone()));
-    let (integrations, integration_events) = reflect_all(pi_api);
-    let (keys, key_events) = reflect_all(key_api);
+    let (integrations, integration_events) = reflect_all(scoped(&client, namespace));
+    let (keys, key_events) = reflect_all(scoped(&client, namespace));
+    let (sacs, sac_events) = reflect_all(scoped(&client, namespace));
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),
         tenants.clone(),
         integrations.clone(),
         keys.clone(),
+        sacs.clone(),
         options.namespace.clone(),
     ));
 
     let (tenant_tx, tenant_rx) = unbounded();
     let (pi_tx, pi_rx) = unbounded();
     let (key_tx, key_rx) = unbounded();
+    let (sac_tx, sac_rx) = unbounded();
     let fanout = Fanout {
         tenants: tenants.clone(),
         integrations: integrations.clone(),
         keys: keys.clone(),
+        sacs: sacs.clone(),
         tenant_tx,
         pi_tx,
         key_tx,
+        sac_tx,
+        metrics: metrics.clone(),
         seen_tenants: BTreeMap::new(),
         seen_integrations: BTreeMap::new(),
     };
-    let fanout_task = tokio::spawn(fanout.run(tenant_events, integration_events, key_events));
+    let fanout_task =
+        tokio::spawn(fanout.run(tenant_events, integration_events, key_events, sac_events));
 
     let tenant_ctl = Controller::for_stream(stream::pending(), tenants.clone())
         .reconcile_on(tenant_rx)
@@ -147,7 +145,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let key_ctl = Controller::for_stream(stream::pending(), keys.clone())
         .reconcile_on(key_rx)
         .owns(
-            secret_api,
+            scoped::<Secret>(&client, namespace),
             Config::default().labels(labels::MANAGED_SELECTOR),
         )
         .graceful_shutdown_on(stopped())
@@ -157,17 +155,52 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             ctx.clone(),
         )
         .for_each(|_| async {});
+    let (conflicts_sa, conflicts_secret) = (sacs.clone(), sacs.clone());
+    let sac_ctl = Controller::for_stream(stream::pending(), sacs.clone())
+        .reconcile_on(sac_rx)
+        .owns(
+            scoped::<ServiceAccount>(&client, namespace),
+            Config::default().labels(labels::MANAGED_SELECTOR),
+        )
+        .owns(
+            scoped::<Secret>(&client, namespace),
+            Config::default().labels(labels::MANAGED_SELECTOR),
+        )
+        // Objects in conflict are not keyward's and carry no label: metadata-only watches
+        // of every ServiceAccount and Secret notice when one goes away.
+        .watches(
+            scoped::<PartialObjectMeta<ServiceAccount>>(&client, namespace),
+            Config::default(),
+            move |sa| sa_credential::in_conflict_with(&conflicts_sa, &sa),
+        )
+        .watches(
+            scoped::<PartialObjectMeta<Secret>>(&client, namespace),
+            Config::default(),
+            move |secret| sa_credential::in_conflict_with(&conflicts_secret, &secret),
+        )
+        .graceful_shutdown_on(stopped())
+        .run(
+            sa_credential::reconcile,
+            |o, e, c| error_policy(o, e, c, "serviceaccountcredential"),
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
 
     // No reconcile may decide before every store holds its first full list: an empty
     // Tenant store would make every credential look tenant-less and withdraw its value.
     let controllers = {
         let health = health.clone();
-        let (t, p, k) = (tenants.clone(), integrations.clone(), keys.clone());
+        let (t, p, k, s) = (
+            tenants.clone(),
+            integrations.clone(),
+            keys.clone(),
+            sacs.clone(),
+        );
         async move {
-            if synced(&t).await && synced(&p).await && synced(&k).await {
+            if synced(&t).await && synced(&p).await && synced(&k).await && synced(&s).await {
                 health.set_ready(true);
                 tracing::info!("caches synced; ready");
-                tokio::join!(tenant_ctl, integration_ctl, key_ctl);
+                tokio::join!(tenant_ctl, integration_ctl, key_ctl, sac_ctl);
             }
         }
     };
@@ -182,6 +215,18 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     fanout_task.abort();
     served?;
     Ok(())
+}
+
+/// An Api of `K` in the managed namespace, or in all namespaces when none is given.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// Waits for a store's first full list. `Store::wait_until_ready` wakes only the last of
@@ -246,9 +291,13 @@ struct Fanout {
     tenants: Store<Tenant>,
     integrations: Store<PartnerIntegration>,
     keys: Store<ApiKey>,
+    sacs: Store<ServiceAccountCredential>,
     tenant_tx: UnboundedSender<ObjectRef<Tenant>>,
     pi_tx: UnboundedSender<ObjectRef<PartnerIntegration>>,
     key_tx: UnboundedSender<ObjectRef<ApiKey>>,
+    sac_tx: UnboundedSender<ObjectRef<ServiceAccountCredential>>,
+    /// A deleted credential's series leave the metrics here: no reconcile runs for it.
+    metrics: Arc<Metrics>,
     /// Per tenant: the generation and namespaces last seen, so a change that drops a
     /// namespace still reaches the credentials in it.
     seen_tenants: BTreeMap<String, (Option<i64>, Vec<String>)>,
@@ -260,6 +309,7 @@ enum Touch {
     Tenant(Tenant),
     Integration(PartnerIntegration),
     Key(ApiKey),
+    Sac(ServiceAccountCredential),
 }
 
 impl Fanout {
@@ -268,17 +318,20 @@ impl Fanout {
         tenants: Touched<Tenant>,
         integrations: Touched<PartnerIntegration>,
         keys: Touched<ApiKey>,
+        sacs: Touched<ServiceAccountCredential>,
     ) {
         let mut all = stream::select_all([
             tenants.map(|r| r.map(Touch::Tenant)).boxed(),
             integrations.map(|r| r.map(Touch::Integration)).boxed(),
             keys.map(|r| r.map(Touch::Key)).boxed(),
+            sacs.map(|r| r.map(Touch::Sac)).boxed(),
         ]);
         while let Some(event) = all.next().await {
             match event {
                 Ok(Touch::Tenant(t)) => self.tenant(&t),
                 Ok(Touch::Integration(pi)) => self.integration(&pi),
-                Ok(Touch::Key(k)) => self.key(&k),
+                Ok(Touch::Key(k)) => self.credential(&k, &self.keys, &self.key_tx),
+                Ok(Touch::Sac(s)) => self.credential(&s, &self.sacs, &self.sac_tx),
                 Err(err) => tracing::warn!(error = %err, "watch failed; retrying"),
             }
         }
@@ -316,20 +369,14 @@ impl Fanout {
                 let _ = self.pi_tx.unbounded_send(ObjectRef::from_obj(pi.as_ref()));
             }
         }
-        for key in self.keys.state() {
-            let tenant = key
-                .status
-                .as_ref()
-                .and_then(|s| s.tenant.clone())
-                .or_else(|| key.spec.tenant.clone());
-            if tenant.is_some_and(|t| affected.contains(&t))
-                || key.namespace().is_some_and(|ns| namespaces.contains(&ns))
-            {
-                let _ = self
-                    .key_tx
-                    .unbounded_send(ObjectRef::from_obj(key.as_ref()));
-            }
-        }
+        send(
+            &self.key_tx,
+            credential::select(&self.keys, |k| in_tenancy(k, &affected, &namespaces)),
+        );
+        send(
+            &self.sac_tx,
+            credential::select(&self.sacs, |s| in_tenancy(s, &affected, &namespaces)),
+        );
     }
 
     fn integration(&mut self, pi: &PartnerIntegration) {
@@ -342,7 +389,7 @@ impl Fanout {
         // Credentials read the spec and the owner binding, not the counts.
         let facts = format!(
             "{:?}",
-            (pi.metadata.generation, api_key::integration_facts(pi))
+            (pi.metadata.generation, credential::integration_facts(pi))
         );
         let previous = if live {
             self.seen_integrations.insert(id, facts.clone())
@@ -352,25 +399,65 @@ impl Fanout {
         if live && previous.as_deref() == Some(facts.as_str()) {
             return;
         }
-        for key in self.keys.state() {
-            if key.namespace().as_deref() == Some(namespace.as_str())
-                && key.spec.integration.as_deref() == Some(name.as_str())
-            {
-                let _ = self
-                    .key_tx
-                    .unbounded_send(ObjectRef::from_obj(key.as_ref()));
-            }
-        }
+        let uses = |ns: Option<String>, pi: Option<&str>| {
+            ns.as_deref() == Some(namespace.as_str()) && pi == Some(name.as_str())
+        };
+        send(
+            &self.key_tx,
+            credential::select(&self.keys, |k| uses(k.namespace(), k.integration())),
+        );
+        send(
+            &self.sac_tx,
+            credential::select(&self.sacs, |s| uses(s.namespace(), s.integration())),
+        );
     }
 
-    fn key(&mut self, key: &ApiKey) {
-        let _ = self.key_tx.unbounded_send(ObjectRef::from_obj(key));
-        // Counts on the tenant and the integration.
-        if let Some(tenant) = key.status.as_ref().and_then(|s| s.tenant.clone()) {
-            let _ = self.tenant_tx.unbounded_send(ObjectRef::new(&tenant));
+    fn credential<K: Credential>(
+        &self,
+        touched: &K,
+        store: &Store<K>,
+        tx: &UnboundedSender<ObjectRef<K>>,
+    ) {
+        let reference = ObjectRef::from_obj(touched);
+        if store.get(&reference).is_none() {
+            self.metrics.observe_credential(
+                CredentialKey {
+                    kind: K::kind(&()).into_owned(),
+                    namespace: touched.namespace().unwrap_or_default(),
+                    name: touched.name_any(),
+                },
+                None,
+            );
         }
-        if let (Some(pi), Some(ns)) = (&key.spec.integration, key.namespace()) {
+        let _ = tx.unbounded_send(reference);
+        // Counts on the tenant and the integration.
+        if let Some(tenant) = touched.resolved_tenant() {
+            let _ = self.tenant_tx.unbounded_send(ObjectRef::new(tenant));
+        }
+        if let (Some(pi), Some(ns)) = (touched.integration(), touched.namespace()) {
             let _ = self.pi_tx.unbounded_send(ObjectRef::new(pi).within(&ns));
         }
+    }
+}
+
+/// Whether a credential depends on one of the `affected` tenants or lives in one of
+/// their `namespaces`.
+fn in_tenancy<K: Credential>(
+    credential: &K,
+    affected: &BTreeSet<String>,
+    namespaces: &BTreeSet<String>,
+) -> bool {
+    credential.tenant().is_some_and(|t| affected.contains(t))
+        || credential
+            .namespace()
+            .is_some_and(|ns| namespaces.contains(&ns))
+}
+
+fn send<K: Resource>(tx: &UnboundedSender<ObjectRef<K>>, refs: Vec<ObjectRef<K>>)
+where
+    K::DynamicType: Clone + Eq + std::hash::Hash,
+{
+    for reference in refs {
+        let _ = tx.unbounded_send(reference);
     }
 }

@@ -8,8 +8,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::context::{Context, FIELD_MANAGER};
+use super::credential::count_for_tenant;
 use super::status::{condition, now};
-use crate::api::{CredentialCounts, CredentialState, Tenant, TenantStatus};
+use crate::api::{CredentialCounts, Tenant, TenantStatus};
 use crate::error::{Error, Result};
 use crate::policy::tenant::decide;
 
@@ -27,20 +28,8 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
     let decision = decide(&tenancy, &name, now);
 
     let mut counts = CredentialCounts::default();
-    for key in ctx.keys.state() {
-        let Some(status) = &key.status else { continue };
-        if status.tenant.as_deref() != Some(name.as_str()) {
-            continue;
-        }
-        counts.total += 1;
-        match status.state {
-            Some(CredentialState::Active) => counts.active += 1,
-            Some(CredentialState::Expired) => counts.expired += 1,
-            Some(CredentialState::Revoked) => counts.revoked += 1,
-            Some(CredentialState::Invalid) => counts.invalid += 1,
-            _ => {}
-        }
-    }
+    count_for_tenant(&ctx.keys, &name, &mut counts);
+    count_for_tenant(&ctx.sacs, &name, &mut counts);
 
     let prior = tenant.status.clone().unwrap_or_default();
     let generation = tenant.metadata.generation;

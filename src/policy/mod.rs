@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod credential;
 pub mod integration;
+pub mod sa_credential;
 pub mod tenancy;
 pub mod tenant;
 

@@ -1,0 +1,396 @@
+//! What the two credential controllers (ApiKey, ServiceAccountCredential) share: reading
+//! either kind generically, deciding the lifecycle from the stores, the five conditions,
+//! status writes, and announcing what happened (Event, audit line, metrics).
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::context::{Context, FIELD_MANAGER};
+use super::status::{condition, find, prior_owner};
+use crate::api::{
+    ApiKey, CredentialCounts, CredentialState, PartnerIntegration, ServiceAccountCredential,
+    Timestamp,
+};
+use crate::audit::{self, AuditAction, AuditRecord, ObjectRef as AuditObject};
+use crate::error::Result;
+use crate::metrics::{CredentialKey, CredentialSnapshot, RotationResult};
+use crate::policy::credential::{
+    CredentialInput, CredentialSpec, IntegrationFacts, Lifecycle, Verdict, decide, reason,
+};
+use crate::policy::sa_credential::SERVICE_ACCOUNT_CONFLICT;
+
+/// A credential kind, as fan-out, counts and reports read it.
+pub trait Credential:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// `spec.integration`.
+    fn integration(&self) -> Option<&str>;
+    /// `spec.tenant`.
+    fn spec_tenant(&self) -> Option<&str>;
+    /// `status.tenant`: the tenant as last resolved.
+    fn resolved_tenant(&self) -> Option<&str>;
+    /// `status.state`.
+    fn state(&self) -> Option<CredentialState>;
+    /// What the lifecycle decision reads of the last status.
+    fn prior_status(&self) -> PriorStatus<'_>;
+
+    /// The tenant it depends on: as resolved, else as written.
+    fn tenant(&self) -> Option<&str> {
+        self.resolved_tenant().or(self.spec_tenant())
+    }
+}
+
+/// Both kinds keep these fields under the same names.
+macro_rules! credential_kind {
+    ($kind:ty) => {
+        impl Credential for $kind {
+            fn integration(&self) -> Option<&str> {
+                self.spec.integration.as_deref()
+            }
+            fn spec_tenant(&self) -> Option<&str> {
+                self.spec.tenant.as_deref()
+            }
+            fn resolved_tenant(&self) -> Option<&str> {
+                self.status.as_ref().and_then(|s| s.tenant.as_deref())
+            }
+            fn state(&self) -> Option<CredentialState> {
+                self.status.as_ref().and_then(|s| s.state)
+            }
+            fn prior_status(&self) -> PriorStatus<'_> {
+                let status = self.status.as_ref();
+                PriorStatus {
+                    observed_generation: status.and_then(|s| s.observed_generation),
+                    renewed_at: status.and_then(|s| s.renewed_at),
+                    owner: status.and_then(|s| s.owner.as_deref()),
+                    conditions: status.map(|s| s.conditions.as_slice()).unwrap_or_default(),
+                }
+            }
+        }
+    };
+}
+credential_kind!(ApiKey);
+credential_kind!(ServiceAccountCredential);
+
+/// Adds the credentials of `store` that resolved to `tenant` to `counts`.
+pub fn count_for_tenant<K: Credential>(
+    store: &Store<K>,
+    tenant: &str,
+    counts: &mut CredentialCounts,
+) {
+    for credential in store.state() {
+        if credential.resolved_tenant() != Some(tenant) {
+            continue;
+        }
+        counts.total += 1;
+        match credential.state() {
+            Some(CredentialState::Active) => counts.active += 1,
+            Some(CredentialState::Expired) => counts.expired += 1,
+            Some(CredentialState::Revoked) => counts.revoked += 1,
+            Some(CredentialState::Invalid) => counts.invalid += 1,
+            _ => {}
+        }
+    }
+}
+
+/// How many credentials of `store` reference integration `name` in `namespace`.
+pub fn count_for_integration<K: Credential>(store: &Store<K>, namespace: &str, name: &str) -> i64 {
+    store
+        .state()
+        .iter()
+        .filter(|c| c.namespace().as_deref() == Some(namespace) && c.integration() == Some(name))
+        .count() as i64
+}
+
+/// References to the credentials of `store` that `depends` selects.
+pub fn select<K: Credential>(store: &Store<K>, depends: impl Fn(&K) -> bool) -> Vec<ObjectRef<K>> {
+    store
+        .state()
+        .iter()
+        .filter(|c| depends(c))
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// A PartnerIntegration as credential decisions see it.
+pub fn integration_facts(pi: &PartnerIntegration) -> IntegrationFacts {
+    let conditions = pi
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    IntegrationFacts {
+        name: pi.name_any(),
+        tenant: pi.spec.tenant.clone(),
+        owner: pi.spec.owner.clone(),
+        expires_at: pi.spec.expires_at.map(|t| t.0),
+        suspended: pi.spec.suspended.unwrap_or(false),
+        owner_binding: prior_owner(conditions, Some(&pi.spec.owner)).binding,
+    }
+}
+
+/// What the lifecycle decision reads of the last status.
+pub struct PriorStatus<'a> {
+    pub observed_generation: Option<i64>,
+    pub renewed_at: Option<Timestamp>,
+    pub owner: Option<&'a str>,
+    pub conditions: &'a [Condition],
+}
+
+/// Decides a credential's lifecycle from the Tenant and PartnerIntegration stores and its
+/// last status.
+pub fn lifecycle<K: Credential>(
+    ctx: &Context,
+    credential: &K,
+    namespace: &str,
+    spec: &CredentialSpec,
+    now: DateTime<Utc>,
+) -> Lifecycle {
+    let prior = credential.prior_status();
+    let tenancy = ctx.tenancy();
+    let integration = spec.integration.as_ref().map(|pi| {
+        ctx.integrations
+            .get(&ObjectRef::new(pi).within(namespace))
+            .map(|pi| integration_facts(&pi))
+    });
+    decide(&CredentialInput {
+        namespace,
+        generation: credential.meta().generation.unwrap_or_default(),
+        spec,
+        integration: integration.as_ref().map(Option::as_ref),
+        tenancy: &tenancy,
+        observed_generation: prior.observed_generation,
+        renewed_at: prior.renewed_at.map(|t| t.0),
+        prior_owner: prior_owner(prior.conditions, prior.owner),
+        now,
+    })
+}
+
+/// `Ready`, `Synced`, `OwnerBound`, `CrossTenant` and `PolicyCompliant`, each keeping its
+/// transition time unless its status changed.
+pub fn conditions(
+    l: &Lifecycle,
+    synced: &Verdict,
+    generation: Option<i64>,
+    prior: &[Condition],
+    now: DateTime<Utc>,
+) -> Vec<Condition> {
+    let ready = Verdict {
+        status: l.is_active(),
+        reason: l.reason.clone(),
+        message: l.message.clone(),
+    };
+    [
+        ("Ready", &ready),
+        ("Synced", synced),
+        ("OwnerBound", &l.owner_bound),
+        ("CrossTenant", &l.cross_tenant),
+        ("PolicyCompliant", &l.policy_compliant),
+    ]
+    .into_iter()
+    .map(|(type_, verdict)| condition(type_, verdict, generation, prior, now))
+    .collect()
+}
+
+/// Writes `status` (the whole status, server-side applied) of a namespaced credential.
+pub async fn write_status<K: Credential>(
+    ctx: &Context,
+    credential: &K,
+    namespace: &str,
+    status: &impl Serialize,
+) -> Result<()> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    api.patch_status(
+        &credential.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A pass that could not write what it planned: writes Synced=False (keeping everything
+/// else as it was) and counts a failed rotation when the pass was replacing a value.
+pub async fn report_sync_failure<K: Credential>(
+    ctx: &Context,
+    credential: &K,
+    l: &Lifecycle,
+    rotating: bool,
+    synced: Verdict,
+    now: DateTime<Utc>,
+) {
+    if rotating {
+        let tenant = l.tenant.as_deref().unwrap_or_default();
+        ctx.metrics
+            .rotation(&K::kind(&()), tenant, RotationResult::Failure);
+    }
+    let prior = credential.prior_status().conditions;
+    let condition = condition("Synced", &synced, credential.meta().generation, prior, now);
+    if find(prior, "Synced") == Some(&condition) {
+        return;
+    }
+    let namespace = credential.namespace().unwrap_or_default();
+    let status = json!({"conditions": [condition]});
+    if let Err(err) = write_status(ctx, credential, &namespace, &status).await {
+        tracing::warn!(namespace, name = credential.name_any(), error = %err, "writing Synced=False failed");
+    }
+}
+
+/// `status.state` as metrics label it.
+pub fn state_name(state: Option<CredentialState>) -> String {
+    state
+        .map(|s| format!("{s:?}"))
+        .unwrap_or_else(|| "Pending".into())
+}
+
+pub fn ts(t: Option<DateTime<Utc>>) -> Option<Timestamp> {
+    t.map(Timestamp)
+}
+
+/// Whether the state or the Ready reason differs from the last status: the changes that are
+/// announced once.
+pub fn state_changed(
+    prior_state: Option<CredentialState>,
+    prior_conditions: &[Condition],
+    l: &Lifecycle,
+) -> bool {
+    let prior_reason = find(prior_conditions, "Ready").map(|c| c.reason.as_str());
+    prior_state != Some(l.state) || prior_reason != Some(l.reason.as_str())
+}
+
+/// A new value served this pass.
+pub struct Deed {
+    /// `Issued` or `Rotated`.
+    pub action: AuditAction,
+    pub note: String,
+    /// The Event's action when it is not the same word as its reason. Events of one
+    /// reason and action on one object within minutes become one series (kube's
+    /// `Recorder`), so a token refresh (`Issued`, action `Refresh`) counts up its own
+    /// series instead of hiding in the first issue's.
+    pub event_action: Option<&'static str>,
+}
+
+/// What the status just written says of the served value, in the terms metrics and audit
+/// lines use for every kind.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    pub version: Option<i64>,
+    pub fingerprint: Option<String>,
+    pub issued_at: Option<Timestamp>,
+    pub last_rotated_at: Option<Timestamp>,
+    pub next_rotation_at: Option<Timestamp>,
+    pub previous_valid_until: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    pub token_expires_at: Option<Timestamp>,
+}
+
+/// Reports a pass: announces what happened and records the credential in the metrics.
+pub async fn report<K: Credential>(
+    ctx: &Context,
+    credential: &K,
+    l: &Lifecycle,
+    deed: Option<Deed>,
+    changed: bool,
+    facts: Facts,
+) {
+    announce(ctx, credential, l, deed, changed, &facts).await;
+    ctx.metrics.observe_credential(
+        CredentialKey {
+            kind: K::kind(&()).into_owned(),
+            namespace: credential.namespace().unwrap_or_default(),
+            name: credential.name_any(),
+        },
+        Some(CredentialSnapshot {
+            tenant: l.tenant.clone().unwrap_or_default(),
+            owner: l.owner.clone().unwrap_or_default(),
+            state: state_name(Some(l.state)),
+            expires_at: facts.expires_at.map(|t| t.0),
+            next_rotation_at: facts.next_rotation_at.map(|t| t.0),
+        }),
+    );
+}
+
+/// Publishes the Event and the audit line for what happened, and counts a revocation:
+/// `deed` when a value was served, otherwise the state change (when `changed`).
+async fn announce<K: Credential>(
+    ctx: &Context,
+    credential: &K,
+    l: &Lifecycle,
+    deed: Option<Deed>,
+    changed: bool,
+    facts: &Facts,
+) {
+    let kind = K::kind(&());
+    let why = || format!("{}: {}", l.reason, l.message);
+    // A state change's Event takes the condition reason as its action, so that a second
+    // cause (TenantNotFound, then NamespaceNotOwned) is an Event of its own rather than a
+    // repeat of the first in one series.
+    let (action, note, event_action) = match (deed, l.state) {
+        (Some(deed), _) => (deed.action, deed.note, deed.event_action.map(str::to_owned)),
+        _ if !changed => return,
+        (None, CredentialState::Expired) => (AuditAction::Expired, why(), Some(l.reason.clone())),
+        (None, CredentialState::Revoked) => {
+            let tenant = l.tenant.as_deref().unwrap_or_default();
+            ctx.metrics.revocation(&kind, tenant, &l.reason);
+            (AuditAction::Revoked, why(), Some(l.reason.clone()))
+        }
+        (None, CredentialState::Invalid) => (AuditAction::Refused, why(), Some(l.reason.clone())),
+        (None, CredentialState::Pending)
+            if l.reason == reason::SECRET_CONFLICT || l.reason == SERVICE_ACCOUNT_CONFLICT =>
+        {
+            (AuditAction::Conflict, why(), Some(l.reason.clone()))
+        }
+        _ => return,
+    };
+    let type_ = match action {
+        AuditAction::Issued | AuditAction::Rotated | AuditAction::Expired => EventType::Normal,
+        AuditAction::Revoked | AuditAction::Refused | AuditAction::Conflict => EventType::Warning,
+    };
+    let event_reason = format!("{action:?}");
+    let event_action = event_action.unwrap_or_else(|| event_reason.clone());
+    ctx.event(
+        credential,
+        type_,
+        &event_reason,
+        &event_action,
+        note.clone(),
+    )
+    .await;
+    let mut record = AuditRecord::new(
+        action,
+        AuditObject {
+            kind: kind.into_owned(),
+            namespace: credential.namespace(),
+            name: credential.name_any(),
+            uid: credential.uid(),
+        },
+        l.reason.clone(),
+        note,
+    );
+    record.tenant = l.tenant.clone();
+    record.owner = l.owner.clone();
+    record.integration = credential.integration().map(str::to_owned);
+    record.version = facts.version;
+    record.fingerprint = facts.fingerprint.clone();
+    record.issued_at = facts.issued_at.map(|t| t.0);
+    record.last_rotated_at = facts.last_rotated_at.map(|t| t.0);
+    record.next_rotation_at = facts.next_rotation_at.map(|t| t.0);
+    record.previous_valid_until = facts.previous_valid_until.map(|t| t.0);
+    record.expires_at = facts.expires_at.map(|t| t.0);
+    record.token_expires_at = facts.token_expires_at.map(|t| t.0);
+    audit::emit(&record);
+}
