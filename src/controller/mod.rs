@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use crate::api::{ApiKey, PartnerIntegration, ServiceAccountCredential, Tenant, labels};
 use crate::error::Error;
 use crate::metrics::{CredentialKey, Metrics};
+use crate::policy::credential::IntegrationFacts;
 use crate::policy::tenancy::Tenancy;
 use crate::server::{self, Health};
 use context::Context;
@@ -302,7 +303,7 @@ struct Fanout {
     /// namespace still reaches the credentials in it.
     seen_tenants: BTreeMap<String, (Option<i64>, Vec<String>)>,
     /// Per integration: what credentials read of it (generation, owner binding).
-    seen_integrations: BTreeMap<(String, String), String>,
+    seen_integrations: BTreeMap<(String, String), (Option<i64>, IntegrationFacts)>,
 }
 
 enum Touch {
@@ -387,16 +388,13 @@ impl Fanout {
         let live = self.integrations.get(&ObjectRef::from_obj(pi)).is_some();
         let id = (namespace.clone(), name.clone());
         // Credentials read the spec and the owner binding, not the counts.
-        let facts = format!(
-            "{:?}",
-            (pi.metadata.generation, credential::integration_facts(pi))
-        );
+        let facts = (pi.metadata.generation, credential::integration_facts(pi));
         let previous = if live {
             self.seen_integrations.insert(id, facts.clone())
         } else {
             self.seen_integrations.remove(&id)
         };
-        if live && previous.as_deref() == Some(facts.as_str()) {
+        if live && previous.as_ref() == Some(&facts) {
             return;
         }
         let uses = |ns: Option<String>, pi: Option<&str>| {
