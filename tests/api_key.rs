@@ -33,24 +33,9 @@ struct World {
 /// merged into its spec) and an operator managing it.
 async fn world(prefix: &str, extra: Value) -> World {
     let env = TestEnv::new(prefix).await;
-    let tenant = format!("t-{}", env.ns);
-    let mut spec = json!({
-        "namespaces": [env.ns],
-        "owners": [{"name": "alice", "kind": "User"}, {"name": "platform", "kind": "Group"}],
-    });
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        spec[k] = v;
-    }
+    let owners = json!({"owners": [{"name": "alice", "kind": "User"}, {"name": "platform", "kind": "Group"}]});
+    let tenant = support::create_tenant(&env, support::merged(owners, extra)).await;
     let tenants: Api<Tenant> = Api::all(env.client.clone());
-    let object: Tenant = serde_json::from_value(json!({
-        "apiVersion": "keyward.io/v1alpha1", "kind": "Tenant",
-        "metadata": {"name": tenant}, "spec": spec,
-    }))
-    .unwrap();
-    tenants
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
     let op = Operator::start(&env.ns).await;
     World {
         keys: Api::namespaced(env.client.clone(), &env.ns),
@@ -64,25 +49,12 @@ async fn world(prefix: &str, extra: Value) -> World {
 
 impl World {
     async fn key(&self, name: &str, spec: Value) -> ApiKey {
-        let object: ApiKey = serde_json::from_value(json!({
-            "apiVersion": "keyward.io/v1alpha1", "kind": "ApiKey",
-            "metadata": {"name": name}, "spec": spec,
-        }))
-        .unwrap();
-        self.keys
-            .create(&PostParams::default(), &object)
-            .await
-            .unwrap()
+        support::create(&self.keys, name, spec).await
     }
 
     async fn integration(&self, name: &str, spec: Value) {
         let api: Api<PartnerIntegration> = Api::namespaced(self.env.client.clone(), &self.env.ns);
-        let object: PartnerIntegration = serde_json::from_value(json!({
-            "apiVersion": "keyward.io/v1alpha1", "kind": "PartnerIntegration",
-            "metadata": {"name": name}, "spec": spec,
-        }))
-        .unwrap();
-        api.create(&PostParams::default(), &object).await.unwrap();
+        support::create(&api, name, spec).await;
     }
 
     async fn wait_state(&self, name: &str, state: CredentialState) -> ApiKey {
@@ -614,8 +586,18 @@ async fn invalid_keys_are_refused_and_never_issued() {
         w.key(name, spec.clone()).await;
     }
     for (name, _, reason) in &cases {
-        let k = w.wait_state(name, CredentialState::Invalid).await;
-        assert_eq!(World::ready_reason(&k), *reason, "{name}");
+        // The operator may see the key before a Tenant created just before it, so wait for
+        // the reason rather than for the first Invalid.
+        let want = reason.to_string();
+        let k = wait_for(&w.keys, name, reason, T, move |k: &ApiKey| {
+            World::ready_reason(k) == want
+        })
+        .await;
+        assert_eq!(
+            k.status.unwrap().state,
+            Some(CredentialState::Invalid),
+            "{name}"
+        );
         assert!(
             w.secrets.get_opt(name).await.unwrap().is_none(),
             "{name}: a Secret was written"

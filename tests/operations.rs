@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Secret;
 use keyward::api::{ApiKey, CredentialState, Tenant};
 use keyward::store::value::Fingerprint;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::watcher::{self, Event, watcher};
 use serde_json::json;
 use support::operator::Operator;
@@ -22,31 +22,16 @@ use support::{TestEnv, wait_for};
 const T: Duration = Duration::from_secs(60);
 
 async fn tenant(env: &TestEnv, extra: serde_json::Value) -> String {
-    let name = format!("t-{}", env.ns);
-    let mut spec = json!({"namespaces": [env.ns], "owners": [{"name": "alice", "kind": "User"}]});
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        spec[k] = v;
-    }
-    let object: Tenant = serde_json::from_value(json!({
-        "apiVersion": "keyward.io/v1alpha1", "kind": "Tenant", "metadata": {"name": name}, "spec": spec,
-    }))
-    .unwrap();
-    Api::<Tenant>::all(env.client.clone())
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
-    name
+    support::create_tenant(env, extra).await
 }
 
 async fn key(env: &TestEnv, name: &str, spec: serde_json::Value) {
-    let object: ApiKey = serde_json::from_value(json!({
-        "apiVersion": "keyward.io/v1alpha1", "kind": "ApiKey", "metadata": {"name": name}, "spec": spec,
-    }))
-    .unwrap();
-    Api::<ApiKey>::namespaced(env.client.clone(), &env.ns)
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
+    support::create(
+        &Api::<ApiKey>::namespaced(env.client.clone(), &env.ns),
+        name,
+        spec,
+    )
+    .await;
 }
 
 async fn cleanup(env: TestEnv, tenant: &str) {

@@ -38,24 +38,8 @@ struct World {
 /// an operator managing it.
 async fn world(prefix: &str, extra: Value) -> World {
     let env = TestEnv::new(prefix).await;
-    let tenant = format!("t-{}", env.ns);
-    let mut spec = json!({
-        "namespaces": [env.ns],
-        "owners": [{"name": "alice", "kind": "User"}],
-    });
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        spec[k] = v;
-    }
+    let tenant = support::create_tenant(&env, extra).await;
     let tenants: Api<Tenant> = Api::all(env.client.clone());
-    let object: Tenant = serde_json::from_value(json!({
-        "apiVersion": "keyward.io/v1alpha1", "kind": "Tenant",
-        "metadata": {"name": tenant}, "spec": spec,
-    }))
-    .unwrap();
-    tenants
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
     let op = Operator::start(&env.ns).await;
     World {
         sacs: Api::namespaced(env.client.clone(), &env.ns),
@@ -70,24 +54,13 @@ async fn world(prefix: &str, extra: Value) -> World {
 
 impl World {
     async fn sac(&self, name: &str, spec: Value) -> Sac {
-        let object: Sac = serde_json::from_value(json!({
-            "apiVersion": "keyward.io/v1alpha1", "kind": "ServiceAccountCredential",
-            "metadata": {"name": name}, "spec": spec,
-        }))
-        .unwrap();
-        self.sacs
-            .create(&PostParams::default(), &object)
-            .await
-            .unwrap()
+        support::create(&self.sacs, name, spec).await
     }
 
     /// A credential of alice's in this tenant, with `extra` merged into its spec.
     async fn alices(&self, name: &str, extra: Value) -> Sac {
-        let mut spec = json!({"tenant": self.tenant, "owner": "alice", "audiences": [AUDIENCE]});
-        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-            spec[k] = v;
-        }
-        self.sac(name, spec).await
+        let spec = json!({"tenant": self.tenant, "owner": "alice", "audiences": [AUDIENCE]});
+        self.sac(name, support::merged(spec, extra)).await
     }
 
     async fn wait_state(&self, name: &str, state: CredentialState) -> Sac {

@@ -17,25 +17,16 @@ use support::{TestEnv, wait_for};
 const T: Duration = Duration::from_secs(30);
 
 async fn create_tenant(env: &TestEnv, name: &str, spec: Value) {
-    let object: Tenant = serde_json::from_value(json!({
-        "apiVersion": "keyward.io/v1alpha1", "kind": "Tenant", "metadata": {"name": name}, "spec": spec,
-    }))
-    .unwrap();
-    Api::<Tenant>::all(env.client.clone())
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
+    support::create(&Api::<Tenant>::all(env.client.clone()), name, spec).await;
 }
 
 async fn create_key(env: &TestEnv, name: &str, spec: Value) {
-    let object: ApiKey = serde_json::from_value(json!({
-        "apiVersion": "keyward.io/v1alpha1", "kind": "ApiKey", "metadata": {"name": name}, "spec": spec,
-    }))
-    .unwrap();
-    Api::<ApiKey>::namespaced(env.client.clone(), &env.ns)
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
+    support::create(
+        &Api::<ApiKey>::namespaced(env.client.clone(), &env.ns),
+        name,
+        spec,
+    )
+    .await;
 }
 
 fn ready(

@@ -217,3 +217,43 @@ where
         panic!("{name}: still present after {timeout:?}");
     }
 }
+
+/// `base` with the top-level fields of `extra` set over it.
+pub fn merged(mut base: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        base[k] = v;
+    }
+    base
+}
+
+/// Creates a keyward object of `kind` named `name` with `spec` through `api`.
+pub async fn create<K>(api: &Api<K>, name: &str, spec: serde_json::Value) -> K
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(serde_json::json!({
+        "apiVersion": K::api_version(&()), "kind": K::kind(&()),
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .unwrap_or_else(|err| panic!("building {} {name}: {err}", K::kind(&())));
+    api.create(&PostParams::default(), &object)
+        .await
+        .unwrap_or_else(|err| panic!("creating {} {name}: {err}", K::kind(&())))
+}
+
+/// Creates the Tenant `t-<namespace>` that owns the test's namespace, with owner `alice`
+/// (a User); `extra` is set over that spec. Returns its name.
+pub async fn create_tenant(env: &TestEnv, extra: serde_json::Value) -> String {
+    let name = format!("t-{}", env.ns);
+    let spec = merged(
+        serde_json::json!({"namespaces": [env.ns], "owners": [{"name": "alice", "kind": "User"}]}),
+        extra,
+    );
+    create(
+        &Api::<keyward::api::Tenant>::all(env.client.clone()),
+        &name,
+        spec,
+    )
+    .await;
+    name
+}
