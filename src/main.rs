@@ -25,6 +25,15 @@ enum Command {
         /// Manage only this namespace (and the Tenants that list it). Default: the cluster.
         #[arg(long, env = "KEYWARD_NAMESPACE")]
         namespace: Option<String>,
+        /// Reconcile only while holding the Lease `keyward` (replicas wait as warm standbys).
+        #[arg(long)]
+        leader_elect: bool,
+        /// Namespace of the leader-election Lease.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        leader_elect_namespace: String,
+        /// How long the Lease outlives its holder's last renewal.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        leader_elect_lease_duration: std::time::Duration,
         /// Log format on stderr (audit lines always go to stdout as JSON).
         #[arg(long, value_enum, default_value_t = LogFormat::Json)]
         log_format: LogFormat,
@@ -74,6 +83,9 @@ fn main() -> ExitCode {
         Command::Run {
             metrics_addr,
             namespace,
+            leader_elect,
+            leader_elect_namespace,
+            leader_elect_lease_duration,
             log_format,
         } => {
             if let Err(err) = telemetry::init(log_format) {
@@ -87,9 +99,15 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let leader_election = leader_elect.then(|| keyward::controller::leader::LeaseOptions {
+                namespace: leader_elect_namespace,
+                name: "keyward".to_owned(),
+                duration: leader_elect_lease_duration,
+            });
             let result = runtime.block_on(keyward::controller::run(keyward::controller::Options {
                 metrics_addr,
                 namespace,
+                leader_election,
             }));
             match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -100,4 +118,12 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Parses a Go duration (`15s`, `1m30s`) for a flag.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    keyward::api::GoDuration::from(text)
+        .parse()
+        .map_err(|e| e.to_string())
+        .and_then(|d| d.to_std().map_err(|e| e.to_string()))
 }

@@ -6,6 +6,7 @@ pub mod api_key;
 pub mod context;
 pub mod credential;
 pub mod integration;
+pub mod leader;
 pub mod sa_credential;
 pub mod status;
 pub mod tenant;
@@ -44,6 +45,8 @@ pub struct Options {
     /// Manage only credentials and integrations in this namespace, and only the Tenants
     /// that list it (Tenants of other namespaces are read, never written).
     pub namespace: Option<String>,
+    /// Reconcile only while holding this Lease.
+    pub leader_election: Option<leader::LeaseOptions>,
 }
 
 /// Requeue exactly when the next thing is due, or wait for a change.
@@ -189,6 +192,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     // No reconcile may decide before every store holds its first full list: an empty
     // Tenant store would make every credential look tenant-less and withdraw its value.
+    // No reconcile may decide before every store holds its first full list: an empty
+    // Tenant store would make every credential look tenant-less and withdraw its value.
+    // With leader election, a standby keeps its caches warm and reconciles nothing.
+    let lost_leadership = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let controllers = {
         let health = health.clone();
         let (t, p, k, s) = (
@@ -197,12 +204,44 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             keys.clone(),
             sacs.clone(),
         );
+        let (client, lease, stop_tx, lost_flag) = (
+            client.clone(),
+            options.leader_election.clone(),
+            stop_tx.clone(),
+            lost_leadership.clone(),
+        );
+        let mut stop_rx = stop_rx.clone();
         async move {
-            if synced(&t).await && synced(&p).await && synced(&k).await && synced(&s).await {
-                health.set_ready(true);
-                tracing::info!("caches synced; ready");
-                tokio::join!(tenant_ctl, integration_ctl, key_ctl, sac_ctl);
+            if !(synced(&t).await && synced(&p).await && synced(&k).await && synced(&s).await) {
+                return;
             }
+            health.set_ready(true);
+            tracing::info!("caches synced; ready");
+            let leadership = match &lease {
+                None => None,
+                Some(lease) => tokio::select! {
+                    held = leader::Leadership::acquire(client, lease) => match held {
+                        Ok(held) => Some(held),
+                        Err(err) => {
+                            tracing::error!(error = %err, "leader election failed");
+                            lost_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                            let _ = stop_tx.send(true);
+                            return;
+                        }
+                    },
+                    _ = stop_rx.wait_for(|s| *s) => return,
+                },
+            };
+            if let Some(mut leadership) = leadership {
+                // Losing the Lease stops this process: another replica has taken over.
+                tokio::spawn(async move {
+                    leadership.lost().await;
+                    tracing::error!("lost leadership; stopping");
+                    lost_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let _ = stop_tx.send(true);
+                });
+            }
+            tokio::join!(tenant_ctl, integration_ctl, key_ctl, sac_ctl);
         }
     };
     let server = server::serve(options.metrics_addr, metrics, health, stopped());
@@ -215,6 +254,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let (served, ()) = tokio::join!(server, controllers);
     fanout_task.abort();
     served?;
+    if lost_leadership.load(std::sync::atomic::Ordering::SeqCst) {
+        anyhow::bail!("leadership lost or not obtainable");
+    }
     Ok(())
 }
 

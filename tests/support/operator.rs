@@ -15,18 +15,25 @@ pub struct Operator {
     namespace: String,
     dir: tempfile::TempDir,
     runs: usize,
+    args: Vec<String>,
     pub metrics_port: u16,
 }
 
 impl Operator {
     /// Starts an operator that manages `namespace` and waits until it is ready.
     pub async fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, &[]).await
+    }
+
+    /// Starts an operator with extra `keyward run` flags.
+    pub async fn start_with(namespace: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut op = Self {
             child: None,
             namespace: namespace.to_owned(),
             dir,
             runs: 0,
+            args: args.iter().map(|a| a.to_string()).collect(),
             metrics_port: 0,
         };
         op.spawn().await;
@@ -44,6 +51,7 @@ impl Operator {
         let child = Command::new(env!("CARGO_BIN_EXE_keyward"))
             .args(["run", "--namespace", &self.namespace, "--metrics-addr"])
             .arg(format!("127.0.0.1:{port}"))
+            .args(&self.args)
             .env("KUBECONFIG", kubeconfig_path())
             .env("RUST_LOG", "info,keyward=debug")
             .stdin(Stdio::null())
