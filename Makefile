@@ -39,6 +39,10 @@ integration: ## Integration tests on the running local plane (make cluster-up)
 test: ## Everything CI runs: lint, unit tests, and integration tests on a local plane it brings up and down
 	hack/test.sh
 
+.PHONY: bench
+bench: cluster-up ## Benchmark: the inventory's sync time and memory with 100,000 Secrets (run alone)
+	$(CARGO) bench --locked --bench inventory
+
 .PHONY: cluster-up
 cluster-up: ## Build (once) and start etcd, kube-apiserver and kube-controller-manager on 127.0.0.1
 	hack/cluster.sh up

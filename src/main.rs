@@ -34,6 +34,9 @@ enum Command {
         /// How long the Lease outlives its holder's last renewal.
         #[arg(long, default_value = "15s", value_parser = parse_duration)]
         leader_elect_lease_duration: std::time::Duration,
+        /// Period of the inventory's scan for copies of managed values.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        scan_interval: std::time::Duration,
         /// Log format on stderr (audit lines always go to stdout as JSON).
         #[arg(long, value_enum, default_value_t = LogFormat::Json)]
         log_format: LogFormat,
@@ -63,6 +66,10 @@ enum Command {
         #[arg(short, long)]
         namespace: Option<String>,
     },
+    /// Print the inventory's findings and the managed credentials of the cluster in the
+    /// current kubeconfig. Exit code 0; 1 when a `--fail-on` finding exists; 2 when the
+    /// cluster cannot be read.
+    Report(keyward::report::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +77,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Lint { paths, namespace } => keyward::lint::cli(&paths, namespace),
         Command::Rotate { target, namespace } => keyward::rotate::cli(&target, namespace),
+        Command::Report(args) => keyward::report::cli(&args),
         Command::Crd => match keyward::crd::yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -86,6 +94,7 @@ fn main() -> ExitCode {
             leader_elect,
             leader_elect_namespace,
             leader_elect_lease_duration,
+            scan_interval,
             log_format,
         } => {
             if let Err(err) = telemetry::init(log_format) {
@@ -108,6 +117,7 @@ fn main() -> ExitCode {
                 metrics_addr,
                 namespace,
                 leader_election,
+                scan_interval,
             }));
             match result {
                 Ok(()) => ExitCode::SUCCESS,

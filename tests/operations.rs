@@ -181,6 +181,11 @@ async fn metrics_report_credentials_rotations_revocations_and_reconciles() {
         "{text}"
     );
     assert!(text.contains("state=\"Revoked\"} 1"), "{text}");
+    // The inventory follows: the revoked key is now a finding of its tenant.
+    let finding =
+        format!("keyward_inventory_findings{{tenant=\"{tenant}\",finding=\"Revoked\"}} 1");
+    let text = metrics_until(&op, |t| t.contains(&finding)).await;
+    assert!(text.contains(&finding), "{text}");
     assert!(
         !text.contains("kind=\"ApiKey\",state=\"Active\"}"),
         "stale Active series: {text}"

@@ -47,6 +47,8 @@ pub struct Options {
     pub namespace: Option<String>,
     /// Reconcile only while holding this Lease.
     pub leader_election: Option<leader::LeaseOptions>,
+    /// Period of the inventory's value-copy scan.
+    pub scan_interval: StdDuration,
 }
 
 /// Requeue exactly when the next thing is due, or wait for a change.
@@ -108,6 +110,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         options.namespace.clone(),
     ));
 
+    let inventory_changes = Arc::new(tokio::sync::Notify::new());
     let (tenant_tx, tenant_rx) = unbounded();
     let (pi_tx, pi_rx) = unbounded();
     let (key_tx, key_rx) = unbounded();
@@ -122,11 +125,26 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         key_tx,
         sac_tx,
         metrics: metrics.clone(),
+        changes: inventory_changes.clone(),
         seen_tenants: BTreeMap::new(),
         seen_integrations: BTreeMap::new(),
     };
     let fanout_task =
         tokio::spawn(fanout.run(tenant_events, integration_events, key_events, sac_events));
+    // The inventory writes nothing (findings are metrics), so every replica runs it and
+    // any of them can be scraped.
+    let inventory_task = tokio::spawn(crate::inventory::run(
+        client.clone(),
+        metrics.clone(),
+        tenants.clone(),
+        keys.clone(),
+        sacs.clone(),
+        crate::inventory::Options {
+            namespace: options.namespace.clone(),
+            scan_interval: options.scan_interval,
+            changes: inventory_changes,
+        },
+    ));
 
     let tenant_ctl = Controller::for_stream(stream::pending(), tenants.clone())
         .reconcile_on(tenant_rx)
@@ -253,6 +271,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     tokio::spawn(signals);
     let (served, ()) = tokio::join!(server, controllers);
     fanout_task.abort();
+    inventory_task.abort();
     served?;
     if lost_leadership.load(std::sync::atomic::Ordering::SeqCst) {
         anyhow::bail!("leadership lost or not obtainable");
@@ -341,6 +360,8 @@ struct Fanout {
     sac_tx: UnboundedSender<ObjectRef<ServiceAccountCredential>>,
     /// A deleted credential's series leave the metrics here: no reconcile runs for it.
     metrics: Arc<Metrics>,
+    /// Tells the inventory that Tenants or credentials changed.
+    changes: Arc<tokio::sync::Notify>,
     /// Per tenant: the generation and namespaces last seen, so a change that drops a
     /// namespace still reaches the credentials in it.
     seen_tenants: BTreeMap<String, (Option<i64>, Vec<String>)>,
@@ -370,6 +391,9 @@ impl Fanout {
             sacs.map(|r| r.map(Touch::Sac)).boxed(),
         ]);
         while let Some(event) = all.next().await {
+            if matches!(event, Ok(Touch::Tenant(_) | Touch::Key(_) | Touch::Sac(_))) {
+                self.changes.notify_one();
+            }
             match event {
                 Ok(Touch::Tenant(t)) => self.tenant(&t),
                 Ok(Touch::Integration(pi)) => self.integration(&pi),
