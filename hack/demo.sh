@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: runs the operator against the local plane (already up, CRDs installed),
 # applies examples/ and shows, within a minute, keys being issued, one rotating every 30 s
-# with a 10 s overlap, and a trial key expiring 45 s after issue. The operator is stopped
+# with a 10 s overlap, a trial key expiring 45 s after issue, and the findings report. The operator is stopped
 # when the demo ends; its log and audit trail stay in .cluster/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,4 +56,8 @@ section "audit trail (one JSON line per action; .cluster/keyward-audit.jsonl)"
 grep '"audit":true' .cluster/keyward-audit.jsonl | cut -c1-220 | tail -n 8
 
 section "metrics (http://127.0.0.1:18080/metrics)"
-curl -fs http://127.0.0.1:18080/metrics | grep -E '^keyward_(credentials|rotations_total)' || true
+curl -fs http://127.0.0.1:18080/metrics | grep -E '^keyward_(credentials|rotations_total|inventory_findings)' || true
+
+section "findings for security teams: keyward report --tenant acme; keyward report --tenant initech"
+KUBECONFIG=.cluster/kubeconfig ./target/debug/keyward report --tenant acme || true
+KUBECONFIG=.cluster/kubeconfig ./target/debug/keyward report --tenant initech || true
