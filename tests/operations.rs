@@ -431,3 +431,67 @@ async fn with_leader_election_only_the_lease_holder_acts_and_a_standby_takes_ove
     assert_eq!(issued(standby, "b"), 1);
     cleanup(env, &tenant).await;
 }
+
+#[tokio::test]
+async fn a_value_copied_into_another_tenants_namespace_sets_cross_tenant_on_the_key() {
+    let env = TestEnv::new("copy").await;
+    let other = TestEnv::new("copy-dest").await;
+    let tenant = tenant(&env, json!({})).await;
+    let other_tenant = tenant_named(&other).await;
+    let op = Operator::start_with(&env.ns, &["--scan-interval", "1s"]).await;
+    let keys: Api<ApiKey> = Api::namespaced(env.client.clone(), &env.ns);
+    key(&env, "k", json!({"tenant": tenant, "owner": "alice"})).await;
+    wait_for(&keys, "k", "issued", T, |k: &ApiKey| {
+        k.status.as_ref().and_then(|s| s.version) == Some(1)
+    })
+    .await;
+    let value = Api::<Secret>::namespaced(env.client.clone(), &env.ns)
+        .get("k")
+        .await
+        .unwrap()
+        .data
+        .unwrap()["api-key"]
+        .clone();
+    let copy: Secret = serde_json::from_value(json!({"metadata": {"name": "pasted"}})).unwrap();
+    let mut copy = copy;
+    copy.data = Some([("token".to_owned(), value.clone())].into());
+    Api::<Secret>::namespaced(other.client.clone(), &other.ns)
+        .create(&kube::api::PostParams::default(), &copy)
+        .await
+        .unwrap();
+    let k = wait_for(&keys, "k", "CrossTenant=True", T, |k: &ApiKey| {
+        k.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "CrossTenant" && c.status == "True")
+        })
+    })
+    .await;
+    let cross = k
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "CrossTenant")
+        .unwrap();
+    assert_eq!(cross.reason, "ValueCopied");
+    assert!(
+        cross.message.contains(&format!("{}/pasted", other.ns)),
+        "{}",
+        cross.message
+    );
+    let text = String::from_utf8_lossy(&value.0).into_owned();
+    assert!(
+        !(op.logs() + &op.stdout()).contains(&text),
+        "a value appears in the operator's output"
+    );
+    let _ = Api::<Tenant>::all(env.client.clone())
+        .delete(&other_tenant, &DeleteParams::default())
+        .await;
+    other.cleanup().await;
+    cleanup(env, &tenant).await;
+}
+
+async fn tenant_named(env: &TestEnv) -> String {
+    support::create_tenant(env, json!({})).await
+}

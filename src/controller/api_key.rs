@@ -183,6 +183,12 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     }
 
     // Report.
+    if let (Some(fp), Some(tenant)) = (&fingerprint, plan.lifecycle.tenant.as_deref())
+        && !plan.lifecycle.cross_tenant.status
+        && let Some(copied) = ctx.copied_elsewhere(&ctx.tenancy(), tenant, fp)
+    {
+        plan.lifecycle.cross_tenant = copied;
+    }
     let status = build_status(&key, &prior, &plan, fingerprint, synced, now);
     if key.status.as_ref() != Some(&status) {
         credential::write_status(&ctx, key.as_ref(), &namespace, &status).await?;

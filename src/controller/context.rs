@@ -9,7 +9,9 @@ use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
 use crate::api::{ApiKey, PartnerIntegration, ServiceAccountCredential, Tenant};
+use crate::inventory::scan::ValueCopy;
 use crate::metrics::Metrics;
+use crate::policy::credential::Verdict;
 use crate::policy::tenancy::Tenancy;
 
 /// The field manager of every write keyward makes.
@@ -28,7 +30,12 @@ pub struct Context {
     pub sacs: Store<ServiceAccountCredential>,
     /// The one namespace this instance manages, if it is scoped to one.
     pub namespace: Option<String>,
+    /// Where the inventory's last scan found managed values (never the values).
+    pub copies: ValueCopies,
 }
+
+/// The value copies found by the inventory's last scan, shared with the controllers.
+pub type ValueCopies = Arc<std::sync::RwLock<Vec<ValueCopy>>>;
 
 impl Context {
     pub fn new(
@@ -53,7 +60,37 @@ impl Context {
             keys,
             sacs,
             namespace,
+            copies: ValueCopies::default(),
         }
+    }
+
+    /// `CrossTenant=True` when the last scan found the value with `fingerprint` in a
+    /// Secret of a namespace that `tenant` does not own.
+    pub fn copied_elsewhere(
+        &self,
+        tenancy: &Tenancy,
+        tenant: &str,
+        fingerprint: &str,
+    ) -> Option<Verdict> {
+        let copies = self.copies.read().ok()?;
+        let found: Vec<String> = copies
+            .iter()
+            .filter(|c| {
+                c.fingerprint == fingerprint
+                    && tenancy.namespace_owner(&c.namespace).tenant() != Some(tenant)
+            })
+            .map(|c| format!("Secret {}/{} (key {:?})", c.namespace, c.secret, c.key))
+            .collect();
+        (!found.is_empty()).then(|| {
+            Verdict::new(
+                true,
+                "ValueCopied",
+                format!(
+                    "the value is also in {}, outside the namespaces of tenant {tenant}",
+                    found.join(", ")
+                ),
+            )
+        })
     }
 
     /// An index over the Tenants as the store holds them now.

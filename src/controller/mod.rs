@@ -115,6 +115,33 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let (pi_tx, pi_rx) = unbounded();
     let (key_tx, key_rx) = unbounded();
     let (sac_tx, sac_rx) = unbounded();
+    // A new scan result reaches the keys whose value was, or is now, found elsewhere.
+    let copies_changed = Arc::new(tokio::sync::Notify::new());
+    let copies_task = {
+        let (copies_changed, copies, keys, key_tx) = (
+            copies_changed.clone(),
+            ctx.copies.clone(),
+            keys.clone(),
+            key_tx.clone(),
+        );
+        tokio::spawn(async move {
+            let mut before: BTreeSet<String> = BTreeSet::new();
+            loop {
+                copies_changed.notified().await;
+                let now: BTreeSet<String> = copies
+                    .read()
+                    .map(|c| c.iter().map(|c| c.fingerprint.clone()).collect())
+                    .unwrap_or_default();
+                for key in keys.state() {
+                    let fingerprint = key.status.as_ref().and_then(|s| s.fingerprint.as_ref());
+                    if fingerprint.is_some_and(|f| now.contains(f) || before.contains(f)) {
+                        let _ = key_tx.unbounded_send(ObjectRef::from_obj(key.as_ref()));
+                    }
+                }
+                before = now;
+            }
+        })
+    };
     let fanout = Fanout {
         tenants: tenants.clone(),
         integrations: integrations.clone(),
@@ -143,6 +170,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             namespace: options.namespace.clone(),
             scan_interval: options.scan_interval,
             changes: inventory_changes,
+            copies: ctx.copies.clone(),
+            copies_changed,
         },
     ));
 
@@ -272,6 +301,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let (served, ()) = tokio::join!(server, controllers);
     fanout_task.abort();
     inventory_task.abort();
+    copies_task.abort();
     served?;
     if lost_leadership.load(std::sync::atomic::Ordering::SeqCst) {
         anyhow::bail!("leadership lost or not obtainable");

@@ -52,6 +52,10 @@ pub struct Options {
     /// Notified whenever a Tenant, ApiKey or ServiceAccountCredential store changes (the
     /// controller's fan-out does it), so findings are recomputed on change, never polled.
     pub changes: Arc<Notify>,
+    /// The last scan's copies, shared with the controllers, and notified when they change
+    /// (ApiKeys report a copy in their `CrossTenant` condition).
+    pub copies: crate::controller::context::ValueCopies,
+    pub copies_changed: Arc<Notify>,
 }
 
 impl Default for Options {
@@ -60,6 +64,8 @@ impl Default for Options {
             namespace: None,
             scan_interval: DEFAULT_SCAN_INTERVAL,
             changes: Arc::new(Notify::new()),
+            copies: Default::default(),
+            copies_changed: Arc::new(Notify::new()),
         }
     }
 }
@@ -122,6 +128,12 @@ pub async fn run(
                 match result {
                     Ok(copies) => {
                         tracing::info!(copies = copies.len(), took_ms = took.as_millis() as u64, "value-copy scan finished");
+                        if let Ok(mut shared) = options.copies.write()
+                            && *shared != copies
+                        {
+                            shared.clone_from(&copies);
+                            options.copies_changed.notify_one();
+                        }
                         state.copies = copies;
                         dirty = true;
                         next_scan = Instant::now() + options.scan_interval;
@@ -154,10 +166,12 @@ pub async fn run(
                 }
                 if scan_due {
                     let wanted = fingerprints(&credentials);
-                    let (client, tx, ns) = (client.clone(), scan_tx.clone(), options.namespace.clone());
+                    // Copies matter wherever they are, so even a namespace-scoped instance
+                    // looks for its own values across the cluster.
+                    let (client, tx) = (client.clone(), scan_tx.clone());
                     scanning = Some(AbortOnDrop(tokio::spawn(async move {
                         let begun = Instant::now();
-                        let result = scan::scan(&client, ns.as_deref(), &wanted).await;
+                        let result = scan::scan(&client, None, &wanted).await;
                         let _ = tx.send((result, begun.elapsed())).await;
                     })));
                 }
