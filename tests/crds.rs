@@ -96,6 +96,12 @@ async fn every_example_is_admitted() {
                 continue;
             }
             let name = doc.name_any();
+            let mut doc = doc;
+            if kind == "Tenant" {
+                // Tenants are cluster-scoped: a unique name keeps this check independent of
+                // Tenants already in the cluster (`make demo` leaves the examples').
+                doc.metadata.name = Some(format!("{name}-{}", env.ns));
+            }
             dry_run_create(&env, doc)
                 .await
                 .unwrap_or_else(|err| panic!("{}: {kind}/{name} rejected: {err}", path.display()));
