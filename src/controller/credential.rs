@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::context::{Context, FIELD_MANAGER};
+use super::context::Context;
 use super::status::{condition, find, prior_owner};
 use crate::api::{
     ApiKey, CredentialCounts, CredentialState, PartnerIntegration, ServiceAccountCredential,
@@ -213,13 +213,7 @@ pub async fn write_status<K: Credential>(
     status: &impl Serialize,
 ) -> Result<()> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
-    api.patch_status(
-        &credential.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    super::status::apply_status(&api, &credential.name_any(), status).await?;
     Ok(())
 }
 

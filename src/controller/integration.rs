@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
-use serde_json::json;
 
-use super::context::{Context, FIELD_MANAGER};
+use super::context::Context;
 use super::credential::count_for_integration;
 use super::status::{condition, now, prior_owner};
 use crate::api::{PartnerIntegration, PartnerIntegrationStatus, Timestamp};
@@ -47,18 +46,9 @@ pub async fn reconcile(pi: Arc<PartnerIntegration>, ctx: Arc<Context>) -> Result
     };
     if pi.status.as_ref() != Some(&status) {
         let api: Api<PartnerIntegration> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({
-            "apiVersion": PartnerIntegration::api_version(&()),
-            "kind": PartnerIntegration::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(Error::from)?;
+        super::status::apply_status(&api, &name, &status)
+            .await
+            .map_err(Error::from)?;
         tracing::info!(namespace, name, state = ?decision.state, "integration status updated");
     }
     Ok(super::requeue_at(decision.next_due))

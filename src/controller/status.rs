@@ -8,6 +8,23 @@ use k8s_openapi::jiff::Timestamp as JiffTimestamp;
 
 use crate::policy::credential::{OwnerBinding, PriorOwner, Verdict, reason};
 
+/// Writes the whole `status` of `name` with server-side apply on the status subresource,
+/// under keyward's field manager: the one way every controller writes status.
+pub async fn apply_status<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    let params = kube::api::PatchParams::apply(super::context::FIELD_MANAGER).force();
+    api.patch_status(name, &params, &kube::api::Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
 /// chrono to Kubernetes `Time` (a jiff timestamp in k8s-openapi 0.29).
 pub fn to_k8s_time(t: DateTime<Utc>) -> Time {
     let ts = JiffTimestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)

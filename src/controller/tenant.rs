@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
-use serde_json::json;
 
-use super::context::{Context, FIELD_MANAGER};
+use super::context::Context;
 use super::credential::count_for_tenant;
 use super::status::{condition, now};
 use crate::api::{CredentialCounts, Tenant, TenantStatus};
@@ -47,18 +46,9 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
     };
     if tenant.status.as_ref() != Some(&status) {
         let api: Api<Tenant> = Api::all(ctx.client.clone());
-        let patch = json!({
-            "apiVersion": Tenant::api_version(&()),
-            "kind": Tenant::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(Error::from)?;
+        super::status::apply_status(&api, &name, &status)
+            .await
+            .map_err(Error::from)?;
         tracing::info!(tenant = name, state = ?status.effective_state, ready = decision.ready.status, "tenant status updated");
     }
     Ok(super::requeue_at(decision.next_due))
