@@ -86,7 +86,8 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     // Gather.
     let (spec, overlap) = parse_spec(&key)?;
     let prior = key.status.clone().unwrap_or_default();
-    let lifecycle = credential::lifecycle(&ctx, key.as_ref(), &namespace, &spec, now);
+    let tenancy = ctx.tenancy();
+    let lifecycle = credential::lifecycle(&ctx, &tenancy, key.as_ref(), &namespace, &spec, now);
     let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let secret_name = secret_name(&key);
     let data_key = data_key(&key);
@@ -185,7 +186,7 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     // Report.
     if let (Some(fp), Some(tenant)) = (&fingerprint, plan.lifecycle.tenant.as_deref())
         && !plan.lifecycle.cross_tenant.status
-        && let Some(copied) = ctx.copied_elsewhere(&ctx.tenancy(), tenant, fp)
+        && let Some(copied) = ctx.copied_elsewhere(&tenancy, tenant, fp)
     {
         plan.lifecycle.cross_tenant = copied;
     }

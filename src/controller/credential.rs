@@ -25,6 +25,7 @@ use crate::policy::credential::{
     CredentialInput, CredentialSpec, IntegrationFacts, Lifecycle, Verdict, decide, reason,
 };
 use crate::policy::sa_credential::SERVICE_ACCOUNT_CONFLICT;
+use crate::policy::tenancy::Tenancy;
 
 /// A credential kind, as fan-out, counts and reports read it.
 pub trait Credential:
@@ -154,13 +155,13 @@ pub struct PriorStatus<'a> {
 /// last status.
 pub fn lifecycle<K: Credential>(
     ctx: &Context,
+    tenancy: &Tenancy,
     credential: &K,
     namespace: &str,
     spec: &CredentialSpec,
     now: DateTime<Utc>,
 ) -> Lifecycle {
     let prior = credential.prior_status();
-    let tenancy = ctx.tenancy();
     let integration = spec.integration.as_ref().map(|pi| {
         ctx.integrations
             .get(&ObjectRef::new(pi).within(namespace))
@@ -171,7 +172,7 @@ pub fn lifecycle<K: Credential>(
         generation: credential.meta().generation.unwrap_or_default(),
         spec,
         integration: integration.as_ref().map(Option::as_ref),
-        tenancy: &tenancy,
+        tenancy,
         observed_generation: prior.observed_generation,
         renewed_at: prior.renewed_at.map(|t| t.0),
         prior_owner: prior_owner(prior.conditions, prior.owner),

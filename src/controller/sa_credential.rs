@@ -195,7 +195,14 @@ pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) ->
     // Gather.
     let parsed = parse_spec(&sac)?;
     let prior = sac.status.clone().unwrap_or_default();
-    let lifecycle = credential::lifecycle(&ctx, sac.as_ref(), &namespace, &parsed.spec, now);
+    let lifecycle = credential::lifecycle(
+        &ctx,
+        &ctx.tenancy(),
+        sac.as_ref(),
+        &namespace,
+        &parsed.spec,
+        now,
+    );
     let target = Target::new(&ctx, &sac, &namespace, &uid)?;
     let observed = observe(
         target.accounts.get_opt(&target.account_name).await?,
