@@ -16,11 +16,11 @@ use serde_json::json;
 use super::context::{Context, FIELD_MANAGER, RESTART_FIELD_MANAGER};
 use super::credential::{self, Deed, Facts, state_changed, ts};
 use super::status::now;
-use crate::api::{ApiKey, ApiKeyStatus, ConsumerKind, CredentialState, Timestamp, labels};
+use crate::api::{ApiKey, ApiKeyStatus, ConsumerKind, Timestamp, labels};
 use crate::audit::AuditAction;
 use crate::error::{Error, Result};
 use crate::metrics::RotationResult;
-use crate::policy::api_key::{KeyAction, KeyPlan, RotationInput, SecretState, plan};
+use crate::policy::api_key::{KeyAction, KeyPlan, RotationInput, plan, vault_unavailable};
 use crate::policy::credential::{CredentialSpec, Lifecycle, Verdict, reason};
 use crate::policy::format_time;
 use crate::store::kubernetes::{self as secrets, Desired, Observed};
@@ -28,7 +28,6 @@ use crate::store::value::{Value, generate};
 
 pub const KIND: &str = "ApiKey";
 const DEFAULT_KEY: &str = "api-key";
-const VAULT_UNAVAILABLE: &str = "VaultUnavailable";
 
 /// The name of the Secret that serves `key`.
 pub fn secret_name(key: &ApiKey) -> String {
@@ -103,22 +102,8 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
         last_version: prior.version,
     };
     let mut plan = plan(lifecycle, &observed.state, &rotation, now);
-    let vault_only = key.spec.secret.as_ref().and_then(|s| s.enabled) == Some(false);
-    if vault_only && plan.lifecycle.is_active() {
-        // The value would live in Vault only, and this build has no Vault store: serve
-        // nothing rather than claim a value exists.
-        plan.lifecycle.state = CredentialState::Pending;
-        plan.lifecycle.reason = VAULT_UNAVAILABLE.to_owned();
-        plan.lifecycle.message =
-            "spec.secret.enabled is false (Vault only), and keyward has no Vault store configured"
-                .to_owned();
-        plan.lifecycle.next_due = None;
-        plan.action = match observed.state {
-            SecretState::Ours(_) => KeyAction::Withdraw,
-            _ => KeyAction::None,
-        };
-        plan.served = None;
-        plan.next_due = None;
+    if key.spec.secret.as_ref().and_then(|s| s.enabled) == Some(false) {
+        plan = vault_unavailable(plan, &observed.state);
     }
 
     // Apply: the Secret first (one write holds the value and the record of it), then status.
@@ -137,7 +122,7 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let synced = match &fingerprint {
         Ok(_) if key.spec.vault.is_some() => Verdict::new(
             false,
-            VAULT_UNAVAILABLE,
+            reason::VAULT_UNAVAILABLE,
             format!(
                 "Secret {secret_name} is up to date; no Vault store is configured, so spec.vault is not written"
             ),

@@ -185,6 +185,28 @@ pub fn plan(
     finish(out, next, every, now)
 }
 
+/// A key whose value would live in Vault only, with no Vault store configured: serve
+/// nothing rather than claim a value exists, and withdraw a Secret served before.
+pub fn vault_unavailable(mut plan: KeyPlan, secret: &SecretState) -> KeyPlan {
+    if !plan.lifecycle.is_active() {
+        return plan;
+    }
+    plan.lifecycle.state = CredentialState::Pending;
+    plan.lifecycle.reason = reason::VAULT_UNAVAILABLE.to_owned();
+    plan.lifecycle.message =
+        "spec.secret.enabled is false (Vault only), and keyward has no Vault store configured"
+            .to_owned();
+    plan.lifecycle.next_due = None;
+    plan.action = match secret {
+        SecretState::Ours(_) => KeyAction::Withdraw,
+        _ => KeyAction::None,
+    };
+    plan.served = None;
+    plan.next_rotation_at = None;
+    plan.next_due = None;
+    plan
+}
+
 fn finish(
     mut out: KeyPlan,
     served: Served,

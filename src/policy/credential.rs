@@ -23,6 +23,7 @@ pub mod reason {
     pub const TENANT_MISMATCH: &str = "TenantMismatch";
     pub const INVALID_PARENT: &str = "InvalidParent";
     pub const SECRET_CONFLICT: &str = "SecretConflict";
+    pub const VAULT_UNAVAILABLE: &str = "VaultUnavailable";
     pub const OWNER_BOUND: &str = "OwnerBound";
 }
 

@@ -495,6 +495,34 @@ fn an_inactive_key_withdraws_its_value_and_reissues_with_a_higher_version() {
     assert_eq!(p.action, KeyAction::Issue { version: 4 });
 }
 
+#[test]
+fn a_vault_only_key_without_a_vault_store_is_never_served() {
+    let t = world(&[acme()]);
+    let p = plan(
+        active(&t, None, t0()),
+        &SecretState::Absent,
+        &RotationInput::default(),
+        t0(),
+    );
+    let p = super::api_key::vault_unavailable(p, &SecretState::Absent);
+    assert_eq!(p.action, KeyAction::None);
+    assert_eq!(
+        (p.lifecycle.state, p.lifecycle.reason.as_str()),
+        (CredentialState::Pending, reason::VAULT_UNAVAILABLE)
+    );
+    let served = SecretState::Ours(served(2, t0()));
+    let p = plan(
+        active(&t, None, t0()),
+        &served,
+        &RotationInput::default(),
+        t0(),
+    );
+    assert_eq!(
+        super::api_key::vault_unavailable(p, &served).action,
+        KeyAction::Withdraw
+    );
+}
+
 proptest! {
     /// The effective expiry is never later than any deadline that applies.
     #[test]
