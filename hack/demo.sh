@@ -16,7 +16,7 @@ done
 kubectl delete --ignore-not-found tenants.keyward.io acme acme-holdings initech >/dev/null 2>&1 || true
 
 section "starting keyward run (log: .cluster/keyward.log, audit trail: .cluster/keyward-audit.jsonl)"
-KUBECONFIG=.cluster/kubeconfig ./target/debug/keyward run --metrics-addr 127.0.0.1:18080 --log-format text \
+KUBECONFIG=.cluster/kubeconfig ./target/debug/keyward run --metrics-addr 127.0.0.1:18080 --log-format text --min-rotation-interval 10s \
   >.cluster/keyward-audit.jsonl 2>.cluster/keyward.log &
 operator=$!
 trap 'kill "$operator" 2>/dev/null; wait "$operator" 2>/dev/null || true' EXIT

@@ -22,6 +22,11 @@ pub enum Error {
 
     #[error("serializing: {0}")]
     Serialize(#[from] serde_json::Error),
+
+    /// A reconcile panicked: a bug, reported on that one object, which backs off like any
+    /// other failure while the controller keeps governing the rest.
+    #[error("reconcile panicked: {0}")]
+    Panicked(String),
 }
 
 impl From<kube::Error> for Error {
@@ -42,6 +47,17 @@ impl Error {
             Self::InvalidSpec { .. } => "invalid_spec",
             Self::MissingMetadata(_) => "missing_metadata",
             Self::Serialize(_) => "serialize",
+            Self::Panicked(_) => "panic",
+        }
+    }
+
+    /// Whether the API server could not be reached or could not serve the request (a
+    /// transport failure, 429 or 5xx): worth retrying as soon as it answers again.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Kube(kube::Error::Api(status)) => status.code >= 500 || status.code == 429,
+            Self::Kube(_) => true,
+            _ => false,
         }
     }
 }

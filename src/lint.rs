@@ -806,13 +806,13 @@ impl<'a> Run<'a> {
             && lifecycle.state != S::Expired
             && let Ok(resolved) = tenancy.resolve(t)
             && let Some(max) = resolved.policy.max_lifetime
-            && own > now + max
+            && own > crate::policy::later(now, max)
         {
             out.push(format!(
                 "expiresAt {} is later than tenant {t}'s maxLifetime ({}) allows from now; it would expire at {} instead ({})",
                 format_time(own),
                 format_duration(max),
-                format_time(now + max),
+                format_time(crate::policy::later(now, max)),
                 "PolicyCompliant=False"
             ));
         }

@@ -37,6 +37,11 @@ enum Command {
         /// Period of the inventory's scan for copies of managed values.
         #[arg(long, default_value = "10m", value_parser = parse_duration)]
         scan_interval: std::time::Duration,
+        /// The write floor: no effective rotation interval and no ServiceAccountCredential
+        /// refresh period is shorter than this (shorter ones are clamped up and reported as
+        /// PolicyCompliant=False reason=Clamped).
+        #[arg(long, default_value = "1m", value_parser = parse_duration)]
+        min_rotation_interval: std::time::Duration,
         /// Log format on stderr (audit lines always go to stdout as JSON).
         #[arg(long, value_enum, default_value_t = LogFormat::Json)]
         log_format: LogFormat,
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
             leader_elect_namespace,
             leader_elect_lease_duration,
             scan_interval,
+            min_rotation_interval,
             log_format,
         } => {
             if let Err(err) = telemetry::init(log_format) {
@@ -118,6 +124,8 @@ fn main() -> ExitCode {
                 namespace,
                 leader_election,
                 scan_interval,
+                min_rotation_interval: chrono::Duration::from_std(min_rotation_interval)
+                    .unwrap_or(chrono::Duration::MAX),
             }));
             match result {
                 Ok(()) => ExitCode::SUCCESS,

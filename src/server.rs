@@ -19,10 +19,14 @@ use crate::metrics::Metrics;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Readiness flag shared between the controllers (which set it) and the probe endpoint.
+/// Readiness and liveness flags shared between the controllers (which set them) and the
+/// probe endpoint.
 #[derive(Clone, Debug, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
+    /// Set when a part of the controller (a watch, the fan-out, the inventory, a
+    /// controller) has stopped: the process is on its way out and must not look healthy.
+    failed: Arc<AtomicBool>,
 }
 
 impl Health {
@@ -36,7 +40,16 @@ impl Health {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.has_failed()
+    }
+
+    /// Marks the process as no longer alive: `/healthz` and `/readyz` fail from now on.
+    pub fn set_failed(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 }
 
@@ -84,10 +97,18 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Liveness only says the process can still answer; tying it to readiness would make the
-/// kubelet restart an operator that is merely waiting for the API server.
-async fn healthz() -> &'static str {
-    "ok"
+/// Liveness fails only when a part of the controller has stopped; it is not tied to
+/// readiness, which would make the kubelet restart an operator that is merely waiting for
+/// the API server.
+async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.health.has_failed() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a part of the controller has stopped",
+        )
+    } else {
+        (StatusCode::OK, "ok")
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
@@ -188,6 +209,11 @@ mod tests {
         assert!(scrape.body.ends_with("# EOF\n"));
 
         assert_eq!(get(addr, "/nope").await.status, 404);
+
+        // A stopped part of the controller fails both probes.
+        health.set_failed();
+        assert_eq!(get(addr, "/healthz").await.status, 503);
+        assert_eq!(get(addr, "/readyz").await.status, 503);
 
         stop.send(()).expect("server still listening");
         let result = tokio::time::timeout(std::time::Duration::from_secs(5), server)

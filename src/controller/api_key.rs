@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::metrics::RotationResult;
 use crate::policy::api_key::{KeyAction, KeyPlan, RotationInput, plan, vault_unavailable};
 use crate::policy::credential::{CredentialSpec, Lifecycle, Verdict, reason};
-use crate::policy::format_time;
+use crate::policy::{format_duration, format_time};
 use crate::store::kubernetes::{self as secrets, Desired, Observed};
 use crate::store::value::{Value, generate};
 
@@ -46,25 +46,36 @@ fn data_key(key: &ApiKey) -> String {
         .unwrap_or_else(|| DEFAULT_KEY.to_owned())
 }
 
-/// The spec fields decisions depend on, parsed once.
-fn parse_spec(key: &ApiKey) -> Result<(CredentialSpec, Duration)> {
-    let invalid = |message: String| Error::InvalidSpec {
-        kind: KIND,
-        name: key.name_any(),
-        message,
-    };
+/// The spec fields decisions depend on, parsed once. A field that admission let through
+/// and that cannot be used is named in the returned problem.
+fn parse_spec(key: &ApiKey) -> (CredentialSpec, Duration, Option<String>) {
+    let mut problem = None;
     let rotation = key.spec.rotation.as_ref();
-    let every = rotation
-        .map(|r| r.every.parse())
-        .transpose()
-        .map_err(|e| invalid(format!("rotation.every: {e}")))?;
-    let overlap = rotation
-        .and_then(|r| r.overlap.as_ref())
-        .map(|o| o.parse())
-        .transpose()
-        .map_err(|e| invalid(format!("rotation.overlap: {e}")))?
-        .unwrap_or_else(Duration::zero);
-    Ok((
+    let every = rotation.and_then(|r| match r.every.parse() {
+        Ok(every) => Some(every),
+        Err(e) => {
+            problem = Some(format!("spec.rotation.every: {e}"));
+            None
+        }
+    });
+    let overlap = match rotation.and_then(|r| r.overlap.as_ref()).map(|o| o.parse()) {
+        Some(Ok(overlap)) => overlap,
+        Some(Err(e)) => {
+            problem.get_or_insert(format!("spec.rotation.overlap: {e}"));
+            Duration::zero()
+        }
+        None => Duration::zero(),
+    };
+    if let Some(every) = every
+        && overlap >= every
+    {
+        problem.get_or_insert(format!(
+            "spec.rotation.overlap ({}) must be shorter than spec.rotation.every ({})",
+            format_duration(overlap),
+            format_duration(every)
+        ));
+    }
+    (
         CredentialSpec {
             integration: key.spec.integration.clone(),
             tenant: key.spec.tenant.clone(),
@@ -73,7 +84,8 @@ fn parse_spec(key: &ApiKey) -> Result<(CredentialSpec, Duration)> {
             rotation_every: every,
         },
         overlap,
-    ))
+        problem,
+    )
 }
 
 pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
@@ -83,10 +95,14 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let now = now();
 
     // Gather.
-    let (spec, overlap) = parse_spec(&key)?;
+    let (spec, overlap, problem) = parse_spec(&key);
     let prior = key.status.clone().unwrap_or_default();
     let tenancy = ctx.tenancy();
-    let lifecycle = credential::lifecycle(&ctx, &tenancy, key.as_ref(), &namespace, &spec, now);
+    let mut lifecycle = credential::lifecycle(&ctx, &tenancy, key.as_ref(), &namespace, &spec, now);
+    if let Some(problem) = problem {
+        // Nothing is issued, and nothing is retried until the spec changes.
+        credential::invalid_spec(&mut lifecycle, problem);
+    }
     let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let secret_name = secret_name(&key);
     let data_key = data_key(&key);

@@ -1,13 +1,15 @@
 //! What every reconcile shares: the client, the event recorder, metrics, and the reflector
 //! stores of the kinds decisions depend on.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
+use super::backoff::Backoff;
+use super::index::Counts;
 use crate::api::{ApiKey, PartnerIntegration, ServiceAccountCredential, Tenant};
 use crate::inventory::scan::ValueCopy;
 use crate::metrics::Metrics;
@@ -32,12 +34,28 @@ pub struct Context {
     pub namespace: Option<String>,
     /// Where the inventory's last scan found managed values (never the values).
     pub copies: ValueCopies,
+    /// The tenancy index, kept up to date by the fan-out one Tenant at a time and shared
+    /// by every reconcile (never rebuilt per reconcile).
+    pub tenancy: SharedTenancy,
+    /// Credential counts per tenant and integration, kept up to date by the fan-out.
+    pub counts: Arc<Mutex<Counts>>,
+    /// Per-object error backoff.
+    pub backoff: Arc<Backoff>,
+    /// Woken when a reconcile could not reach the API server.
+    pub unreachable: Arc<tokio::sync::Notify>,
+    /// The controller's write floor (`--min-rotation-interval`).
+    pub min_rotation_interval: chrono::Duration,
 }
+
+/// The tenancy index behind a lock: readers take a cheap snapshot (`Arc`); the fan-out
+/// updates it in place unless a reader still holds the previous snapshot.
+pub type SharedTenancy = Arc<RwLock<Arc<Tenancy>>>;
 
 /// The value copies found by the inventory's last scan, shared with the controllers.
 pub type ValueCopies = Arc<std::sync::RwLock<Vec<ValueCopy>>>;
 
 impl Context {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
         metrics: Arc<Metrics>,
@@ -46,6 +64,7 @@ impl Context {
         keys: Store<ApiKey>,
         sacs: Store<ServiceAccountCredential>,
         namespace: Option<String>,
+        min_rotation_interval: chrono::Duration,
     ) -> Self {
         let reporter = Reporter {
             controller: "keyward".into(),
@@ -61,6 +80,11 @@ impl Context {
             sacs,
             namespace,
             copies: ValueCopies::default(),
+            tenancy: SharedTenancy::default(),
+            counts: Arc::default(),
+            backoff: Arc::default(),
+            unreachable: Arc::default(),
+            min_rotation_interval,
         }
     }
 
@@ -93,10 +117,12 @@ impl Context {
         })
     }
 
-    /// An index over the Tenants as the store holds them now.
-    pub fn tenancy(&self) -> Tenancy {
-        let tenants = self.tenants.state();
-        Tenancy::new(tenants.iter().map(|t| t.as_ref()))
+    /// A snapshot of the tenancy index.
+    pub fn tenancy(&self) -> Arc<Tenancy> {
+        match self.tenancy.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Publishes an Event on `object`; a failure to publish is logged, never fatal.

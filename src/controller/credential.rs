@@ -15,14 +15,14 @@ use serde_json::json;
 use super::context::Context;
 use super::status::{condition, find, prior_owner};
 use crate::api::{
-    ApiKey, CredentialCounts, CredentialState, PartnerIntegration, ServiceAccountCredential,
-    Timestamp,
+    ApiKey, CredentialState, PartnerIntegration, ServiceAccountCredential, Timestamp,
 };
 use crate::audit::{self, AuditAction, AuditRecord, ObjectRef as AuditObject};
 use crate::error::Result;
 use crate::metrics::{CredentialKey, CredentialSnapshot, RotationResult};
 use crate::policy::credential::{
-    CredentialInput, CredentialSpec, IntegrationFacts, Lifecycle, Verdict, decide, reason,
+    CredentialInput, CredentialSpec, IntegrationFacts, Lifecycle, Verdict, apply_rotation_floor,
+    decide, reason,
 };
 use crate::policy::sa_credential::SERVICE_ACCOUNT_CONFLICT;
 use crate::policy::tenancy::Tenancy;
@@ -86,36 +86,6 @@ macro_rules! credential_kind {
 credential_kind!(ApiKey);
 credential_kind!(ServiceAccountCredential);
 
-/// Adds the credentials of `store` that resolved to `tenant` to `counts`.
-pub fn count_for_tenant<K: Credential>(
-    store: &Store<K>,
-    tenant: &str,
-    counts: &mut CredentialCounts,
-) {
-    for credential in store.state() {
-        if credential.resolved_tenant() != Some(tenant) {
-            continue;
-        }
-        counts.total += 1;
-        match credential.state() {
-            Some(CredentialState::Active) => counts.active += 1,
-            Some(CredentialState::Expired) => counts.expired += 1,
-            Some(CredentialState::Revoked) => counts.revoked += 1,
-            Some(CredentialState::Invalid) => counts.invalid += 1,
-            _ => {}
-        }
-    }
-}
-
-/// How many credentials of `store` reference integration `name` in `namespace`.
-pub fn count_for_integration<K: Credential>(store: &Store<K>, namespace: &str, name: &str) -> i64 {
-    store
-        .state()
-        .iter()
-        .filter(|c| c.namespace().as_deref() == Some(namespace) && c.integration() == Some(name))
-        .count() as i64
-}
-
 /// References to the credentials of `store` that `depends` selects.
 pub fn select<K: Credential>(store: &Store<K>, depends: impl Fn(&K) -> bool) -> Vec<ObjectRef<K>> {
     store
@@ -167,7 +137,7 @@ pub fn lifecycle<K: Credential>(
             .get(&ObjectRef::new(pi).within(namespace))
             .map(|pi| integration_facts(&pi))
     });
-    decide(&CredentialInput {
+    let mut lifecycle = decide(&CredentialInput {
         namespace,
         generation: credential.meta().generation.unwrap_or_default(),
         spec,
@@ -177,7 +147,19 @@ pub fn lifecycle<K: Credential>(
         renewed_at: prior.renewed_at.map(|t| t.0),
         prior_owner: prior_owner(prior.conditions, prior.owner),
         now,
-    })
+    });
+    apply_rotation_floor(&mut lifecycle, ctx.min_rotation_interval);
+    lifecycle
+}
+
+/// Marks a lifecycle Invalid because its own spec cannot be used: `Ready=False
+/// reason=InvalidSpec`, the message naming the field; no value is served and nothing is
+/// due until the spec changes.
+pub fn invalid_spec(lifecycle: &mut Lifecycle, problem: String) {
+    lifecycle.state = CredentialState::Invalid;
+    lifecycle.reason = reason::INVALID_SPEC.to_owned();
+    lifecycle.message = problem;
+    lifecycle.next_due = None;
 }
 
 /// `Ready`, `Synced`, `OwnerBound`, `CrossTenant` and `PolicyCompliant`, each keeping its

@@ -7,11 +7,12 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 
 use super::context::Context;
-use super::credential::count_for_integration;
 use super::status::{condition, now, prior_owner};
 use crate::api::{PartnerIntegration, PartnerIntegrationStatus, Timestamp};
 use crate::error::{Error, Result};
 use crate::policy::integration::decide;
+
+pub const KIND: &str = "PartnerIntegration";
 
 pub async fn reconcile(pi: Arc<PartnerIntegration>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer("partnerintegration");
@@ -25,8 +26,11 @@ pub async fn reconcile(pi: Arc<PartnerIntegration>, ctx: Arc<Context>) -> Result
     let owner_prior = prior_owner(&prior.conditions, Some(&pi.spec.owner));
     let decision = decide(&pi, &namespace, &tenancy, &owner_prior, now);
 
-    let credentials = count_for_integration(&ctx.keys, &namespace, &name)
-        + count_for_integration(&ctx.sacs, &namespace, &name);
+    let credentials = ctx
+        .counts
+        .lock()
+        .map(|c| c.integration(&namespace, &name))
+        .unwrap_or_default();
     let generation = pi.metadata.generation;
     let status = PartnerIntegrationStatus {
         observed_generation: generation,

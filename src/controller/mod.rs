@@ -3,8 +3,10 @@
 //! never decides on an older copy than the event that triggered it.
 
 pub mod api_key;
+pub mod backoff;
 pub mod context;
 pub mod credential;
+pub mod index;
 pub mod integration;
 pub mod leader;
 pub mod sa_credential;
@@ -18,7 +20,8 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
 use futures::channel::mpsc::{UnboundedSender, unbounded};
-use futures::{Stream, StreamExt, stream};
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -28,6 +31,7 @@ use kube::runtime::watcher::{self, Config, watcher};
 use kube::runtime::{WatchStreamExt, reflector as reflect};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::api::{ApiKey, PartnerIntegration, ServiceAccountCredential, Tenant, labels};
 use crate::error::Error;
@@ -35,6 +39,7 @@ use crate::metrics::{CredentialKey, Metrics};
 use crate::policy::credential::IntegrationFacts;
 use crate::policy::tenancy::Tenancy;
 use crate::server::{self, Health};
+use backoff::ObjectId;
 use context::Context;
 use credential::Credential;
 
@@ -49,17 +54,78 @@ pub struct Options {
     pub leader_election: Option<leader::LeaseOptions>,
     /// Period of the inventory's value-copy scan.
     pub scan_interval: StdDuration,
+    /// The write floor: the shortest effective rotation interval or token refresh period.
+    pub min_rotation_interval: chrono::Duration,
 }
+
+/// The longest single wait of a requeue. The controller's timer wheel holds at most about
+/// two years, so anything due later is looked at again after this and rescheduled: one
+/// reconcile per object per half year is the only cost of a far deadline.
+pub const MAX_REQUEUE: StdDuration = StdDuration::from_secs(180 * 24 * 3600);
 
 /// Requeue exactly when the next thing is due, or wait for a change.
 pub fn requeue_at(due: Option<DateTime<Utc>>) -> Action {
     match due {
         Some(due) => {
             let wait = (due - Utc::now()).to_std().unwrap_or(StdDuration::ZERO);
-            Action::requeue(wait)
+            Action::requeue(wait.min(MAX_REQUEUE))
         }
         None => Action::await_change(),
     }
+}
+
+/// The backoff of every watch: quick to resume after the API server comes back (at most
+/// 2 s between attempts), with jitter so replicas do not retry in step.
+pub fn watch_backoff() -> watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(StdDuration::from_millis(250))
+        .with_max_delay(StdDuration::from_secs(2))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .into()
+}
+
+fn object_id<K: ResourceExt>(kind: &'static str, object: &K) -> ObjectId {
+    (kind, object.namespace(), object.name_any())
+}
+
+/// Wraps a reconcile: a panic becomes an error of that one object (it backs off like any
+/// other error and the controller keeps governing the rest), and a success resets the
+/// object's backoff.
+fn guarded<K, F, Fut>(
+    kind: &'static str,
+    reconcile: F,
+) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>>
+where
+    K: ResourceExt + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    move |object, ctx| {
+        let id = object_id(kind, object.as_ref());
+        let pass = reconcile(object, ctx.clone());
+        async move {
+            let result = match std::panic::AssertUnwindSafe(pass).catch_unwind().await {
+                Ok(result) => result,
+                Err(payload) => Err(Error::Panicked(panic_message(payload.as_ref()))),
+            };
+            if result.is_ok() {
+                ctx.backoff.succeeded(&id);
+            }
+            result
+        }
+        .boxed()
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".to_owned());
+    text.chars().take(200).collect()
 }
 
 fn error_policy<K: ResourceExt>(
@@ -67,19 +133,151 @@ fn error_policy<K: ResourceExt>(
     err: &Error,
     ctx: Arc<Context>,
     controller: &str,
+    kind: &'static str,
 ) -> Action {
+    let wait = ctx.backoff.failed(object_id(kind, object.as_ref()));
+    if err.is_unreachable() {
+        ctx.unreachable.notify_one();
+    }
     tracing::warn!(
         controller,
         namespace = object.namespace().unwrap_or_default(),
         name = object.name_any(),
         error = %err,
+        retry_in_ms = wait.as_millis() as u64,
         "reconcile failed"
     );
     ctx.metrics.reconcile_error(controller, err.metric_label());
-    Action::requeue(StdDuration::from_secs(5))
+    Action::requeue(wait)
 }
 
-/// Runs the controllers and the metrics server until SIGTERM or SIGINT.
+/// Where reconcile requests go, per kind.
+#[derive(Clone)]
+struct Queues {
+    tenant: UnboundedSender<ObjectRef<Tenant>>,
+    pi: UnboundedSender<ObjectRef<PartnerIntegration>>,
+    key: UnboundedSender<ObjectRef<ApiKey>>,
+    sac: UnboundedSender<ObjectRef<ServiceAccountCredential>>,
+}
+
+impl Queues {
+    fn send(&self, (kind, namespace, name): &ObjectId) {
+        fn at<K: Resource<DynamicType = ()>>(
+            name: &str,
+            namespace: &Option<String>,
+        ) -> ObjectRef<K> {
+            match namespace {
+                Some(ns) => ObjectRef::new(name).within(ns),
+                None => ObjectRef::new(name),
+            }
+        }
+        match *kind {
+            tenant::KIND => {
+                let _ = self.tenant.unbounded_send(ObjectRef::new(name));
+            }
+            integration::KIND => {
+                let _ = self.pi.unbounded_send(at(name, namespace));
+            }
+            api_key::KIND => {
+                let _ = self.key.unbounded_send(at(name, namespace));
+            }
+            _ => {
+                let _ = self.sac.unbounded_send(at(name, namespace));
+            }
+        }
+    }
+}
+
+/// After a reconcile found the API server unreachable: waits until it answers again
+/// (asking twice a second, only while it is away), then retries at once every object whose
+/// reconcile failed, instead of leaving each to its backoff.
+async fn retry_when_reachable(client: Client, ctx: Arc<Context>, queues: Queues) {
+    loop {
+        ctx.unreachable.notified().await;
+        loop {
+            tokio::time::sleep(StdDuration::from_millis(500)).await;
+            if client.apiserver_version().await.is_ok() {
+                break;
+            }
+        }
+        let failing = ctx.backoff.failing();
+        tracing::info!(
+            objects = failing.len(),
+            "API server reachable again; retrying failed reconciles"
+        );
+        for id in &failing {
+            queues.send(id);
+        }
+    }
+}
+
+/// Runs parts of the controller as tasks and notices when one ends or panics.
+struct Supervisor {
+    tasks: JoinSet<(&'static str, bool)>,
+}
+
+impl Supervisor {
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        part: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.tasks.spawn(async move {
+            let panicked = std::panic::AssertUnwindSafe(part)
+                .catch_unwind()
+                .await
+                .is_err();
+            (name, panicked)
+        });
+    }
+
+    /// Waits until the controllers have stopped after a shutdown request, or until a part
+    /// ends without one: then marks the process unhealthy, asks everything to stop, and
+    /// returns the part's name.
+    async fn wait(
+        mut self,
+        health: &Health,
+        stop_tx: &watch::Sender<bool>,
+    ) -> Option<&'static str> {
+        let mut failed = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            let (name, panicked) = joined.unwrap_or(("a task", true));
+            let stopping = *stop_tx.borrow();
+            if !stopping && failed.is_none() {
+                tracing::error!(
+                    part = name,
+                    panicked,
+                    "a part of the controller stopped; stopping the process"
+                );
+                health.set_failed();
+                failed = Some(name);
+                let _ = stop_tx.send(true);
+            }
+            if name == CONTROLLERS {
+                break;
+            }
+            if *stop_tx.borrow() && failed.is_some() {
+                // Give the controllers a moment to finish the passes in flight.
+                let _ = tokio::time::timeout(StdDuration::from_secs(10), async {
+                    while let Some(Ok((name, _))) = self.tasks.join_next().await {
+                        if name == CONTROLLERS {
+                            break;
+                        }
+                    }
+                })
+                .await;
+                break;
+            }
+        }
+        self.tasks.abort_all();
+        failed
+    }
+}
+
+const CONTROLLERS: &str = "controllers";
+
+/// Runs the controllers and the metrics server until SIGTERM or SIGINT, or until a part of
+/// the controller stops (then with an error, so the process exits non-zero).
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let client = crate::client::counted(metrics.clone()).await?;
@@ -108,23 +306,33 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         keys.clone(),
         sacs.clone(),
         options.namespace.clone(),
+        options.min_rotation_interval,
     ));
 
+    let mut parts = Supervisor {
+        tasks: JoinSet::new(),
+    };
     let inventory_changes = Arc::new(tokio::sync::Notify::new());
     let (tenant_tx, tenant_rx) = unbounded();
     let (pi_tx, pi_rx) = unbounded();
     let (key_tx, key_rx) = unbounded();
     let (sac_tx, sac_rx) = unbounded();
+    let queues = Queues {
+        tenant: tenant_tx,
+        pi: pi_tx,
+        key: key_tx,
+        sac: sac_tx,
+    };
     // A new scan result reaches the keys whose value was, or is now, found elsewhere.
     let copies_changed = Arc::new(tokio::sync::Notify::new());
-    let copies_task = {
+    {
         let (copies_changed, copies, keys, key_tx) = (
             copies_changed.clone(),
             ctx.copies.clone(),
             keys.clone(),
-            key_tx.clone(),
+            queues.key.clone(),
         );
-        tokio::spawn(async move {
+        parts.spawn("value-copy fan-out", async move {
             let mut before: BTreeSet<String> = BTreeSet::new();
             loop {
                 copies_changed.notified().await;
@@ -140,60 +348,71 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 }
                 before = now;
             }
-        })
-    };
+        });
+    }
+    let (tenancy_ready_tx, tenancy_ready) = watch::channel(false);
     let fanout = Fanout {
-        tenants: tenants.clone(),
-        integrations: integrations.clone(),
-        keys: keys.clone(),
-        sacs: sacs.clone(),
-        tenant_tx,
-        pi_tx,
-        key_tx,
-        sac_tx,
-        metrics: metrics.clone(),
+        ctx: ctx.clone(),
+        queues: queues.clone(),
         changes: inventory_changes.clone(),
         seen_tenants: BTreeMap::new(),
         seen_integrations: BTreeMap::new(),
+        tenancy_ready: tenancy_ready_tx,
     };
-    let fanout_task =
-        tokio::spawn(fanout.run(tenant_events, integration_events, key_events, sac_events));
+    parts.spawn(
+        "fan-out",
+        fanout.run(tenant_events, integration_events, key_events, sac_events),
+    );
+    parts.spawn(
+        "API server recovery",
+        retry_when_reachable(client.clone(), ctx.clone(), queues.clone()),
+    );
     // The inventory writes nothing (findings are metrics), so every replica runs it and
     // any of them can be scraped.
-    let inventory_task = tokio::spawn(crate::inventory::run(
-        client.clone(),
-        metrics.clone(),
-        tenants.clone(),
-        keys.clone(),
-        sacs.clone(),
-        crate::inventory::Options {
-            namespace: options.namespace.clone(),
-            scan_interval: options.scan_interval,
-            changes: inventory_changes,
-            copies: ctx.copies.clone(),
-            copies_changed,
-        },
-    ));
+    parts.spawn(
+        "inventory",
+        crate::inventory::run(
+            client.clone(),
+            metrics.clone(),
+            tenants.clone(),
+            keys.clone(),
+            sacs.clone(),
+            crate::inventory::Options {
+                namespace: options.namespace.clone(),
+                scan_interval: options.scan_interval,
+                changes: inventory_changes,
+                copies: ctx.copies.clone(),
+                copies_changed,
+            },
+        ),
+    );
 
+    // Tenant and integration statuses only carry counts and consistency: a short debounce
+    // folds a wave of credential changes into one status write.
+    let counts_debounce =
+        kube::runtime::controller::Config::default().debounce(StdDuration::from_millis(500));
     let tenant_ctl = Controller::for_stream(stream::pending(), tenants.clone())
+        .with_config(counts_debounce.clone())
         .reconcile_on(tenant_rx)
         .graceful_shutdown_on(stopped())
         .run(
-            tenant::reconcile,
-            |o, e, c| error_policy(o, e, c, "tenant"),
+            guarded(tenant::KIND, tenant::reconcile),
+            |o, e, c| error_policy(o, e, c, "tenant", tenant::KIND),
             ctx.clone(),
         )
         .for_each(|_| async {});
     let integration_ctl = Controller::for_stream(stream::pending(), integrations.clone())
+        .with_config(counts_debounce)
         .reconcile_on(pi_rx)
         .graceful_shutdown_on(stopped())
         .run(
-            integration::reconcile,
-            |o, e, c| error_policy(o, e, c, "partnerintegration"),
+            guarded(integration::KIND, integration::reconcile),
+            |o, e, c| error_policy(o, e, c, "partnerintegration", integration::KIND),
             ctx.clone(),
         )
         .for_each(|_| async {});
     let key_ctl = Controller::for_stream(stream::pending(), keys.clone())
+        .trigger_backoff(watch_backoff())
         .reconcile_on(key_rx)
         .owns(
             scoped::<Secret>(&client, namespace),
@@ -201,13 +420,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         )
         .graceful_shutdown_on(stopped())
         .run(
-            api_key::reconcile,
-            |o, e, c| error_policy(o, e, c, "apikey"),
+            guarded(api_key::KIND, api_key::reconcile),
+            |o, e, c| error_policy(o, e, c, "apikey", api_key::KIND),
             ctx.clone(),
         )
         .for_each(|_| async {});
     let (conflicts_sa, conflicts_secret) = (sacs.clone(), sacs.clone());
     let sac_ctl = Controller::for_stream(stream::pending(), sacs.clone())
+        .trigger_backoff(watch_backoff())
         .reconcile_on(sac_rx)
         .owns(
             scoped::<ServiceAccount>(&client, namespace),
@@ -231,17 +451,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         )
         .graceful_shutdown_on(stopped())
         .run(
-            sa_credential::reconcile,
-            |o, e, c| error_policy(o, e, c, "serviceaccountcredential"),
+            guarded(sa_credential::KIND, sa_credential::reconcile),
+            |o, e, c| error_policy(o, e, c, "serviceaccountcredential", sa_credential::KIND),
             ctx.clone(),
         )
         .for_each(|_| async {});
 
-    // No reconcile may decide before every store holds its first full list: an empty
-    // Tenant store would make every credential look tenant-less and withdraw its value.
-    // No reconcile may decide before every store holds its first full list: an empty
-    // Tenant store would make every credential look tenant-less and withdraw its value.
-    // With leader election, a standby keeps its caches warm and reconciles nothing.
+    // No reconcile may decide before every store holds its first full list and the
+    // tenancy index holds every Tenant: an empty index would make every credential look
+    // tenant-less and withdraw its value. With leader election, a standby keeps its caches
+    // warm and reconciles nothing.
     let lost_leadership = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let controllers = {
         let health = health.clone();
@@ -258,8 +477,20 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             lost_leadership.clone(),
         );
         let mut stop_rx = stop_rx.clone();
+        let mut tenancy_ready = tenancy_ready;
         async move {
-            if !(synced(&t).await && synced(&p).await && synced(&k).await && synced(&s).await) {
+            let startup = async {
+                synced(&t).await
+                    && synced(&p).await
+                    && synced(&k).await
+                    && synced(&s).await
+                    && tenancy_ready.wait_for(|r| *r).await.is_ok()
+            };
+            let started = tokio::select! {
+                ok = startup => ok,
+                _ = stop_rx.wait_for(|s| *s) => return,
+            };
+            if !started {
                 return;
             }
             health.set_ready(true);
@@ -291,20 +522,29 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             tokio::join!(tenant_ctl, integration_ctl, key_ctl, sac_ctl);
         }
     };
-    let server = server::serve(options.metrics_addr, metrics, health, stopped());
-    let signals = async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    };
-    tokio::spawn(signals);
-    let (served, ()) = tokio::join!(server, controllers);
-    fanout_task.abort();
-    inventory_task.abort();
-    copies_task.abort();
-    served?;
+    parts.spawn(CONTROLLERS, controllers);
+    {
+        let server = server::serve(options.metrics_addr, metrics, health.clone(), stopped());
+        parts.spawn("metrics server", async move {
+            if let Err(err) = server.await {
+                tracing::error!(error = %err, "metrics server failed");
+            }
+        });
+    }
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+    }
+    let failed = parts.wait(&health, &stop_tx).await;
     if lost_leadership.load(std::sync::atomic::Ordering::SeqCst) {
         anyhow::bail!("leadership lost or not obtainable");
+    }
+    if let Some(part) = failed {
+        anyhow::bail!("{part} stopped");
     }
     Ok(())
 }
@@ -357,11 +597,12 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-type Touched<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+type Events<K> =
+    std::pin::Pin<Box<dyn Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send>>;
 
-/// A watch of `K` feeding a store; the returned stream yields each object
-/// touched (applied or deleted) after the store holds the change.
-fn reflect_all<K>(api: Api<K>) -> (Store<K>, Touched<K>)
+/// A watch of `K` feeding a store; the returned stream yields each watch event after the
+/// store holds it.
+fn reflect_all<K>(api: Api<K>) -> (Store<K>, Events<K>)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -372,24 +613,19 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
-    let events = reflect(writer, watcher(api, Config::default()).default_backoff())
-        .touched_objects()
-        .boxed();
+    let events = reflect(
+        writer,
+        watcher(api, Config::default()).backoff(watch_backoff()),
+    )
+    .boxed();
     (store, events)
 }
 
-/// Turns store events into reconcile requests for the objects that depend on them.
+/// Turns store events into reconcile requests for the objects that depend on them, and
+/// keeps the shared tenancy index and credential counts up to date.
 struct Fanout {
-    tenants: Store<Tenant>,
-    integrations: Store<PartnerIntegration>,
-    keys: Store<ApiKey>,
-    sacs: Store<ServiceAccountCredential>,
-    tenant_tx: UnboundedSender<ObjectRef<Tenant>>,
-    pi_tx: UnboundedSender<ObjectRef<PartnerIntegration>>,
-    key_tx: UnboundedSender<ObjectRef<ApiKey>>,
-    sac_tx: UnboundedSender<ObjectRef<ServiceAccountCredential>>,
-    /// A deleted credential's series leave the metrics here: no reconcile runs for it.
-    metrics: Arc<Metrics>,
+    ctx: Arc<Context>,
+    queues: Queues,
     /// Tells the inventory that Tenants or credentials changed.
     changes: Arc<tokio::sync::Notify>,
     /// Per tenant: the generation and namespaces last seen, so a change that drops a
@@ -397,22 +633,47 @@ struct Fanout {
     seen_tenants: BTreeMap<String, (Option<i64>, Vec<String>)>,
     /// Per integration: what credentials read of it (generation, owner binding).
     seen_integrations: BTreeMap<(String, String), (Option<i64>, IntegrationFacts)>,
+    /// Set once the tenancy index holds the first full list of Tenants.
+    tenancy_ready: watch::Sender<bool>,
 }
 
 enum Touch {
-    Tenant(Tenant),
-    Integration(PartnerIntegration),
-    Key(ApiKey),
-    Sac(ServiceAccountCredential),
+    Tenant(watcher::Event<Tenant>),
+    Integration(watcher::Event<PartnerIntegration>),
+    Key(watcher::Event<ApiKey>),
+    Sac(watcher::Event<ServiceAccountCredential>),
+}
+
+/// What a watch event says happened to one object.
+enum Happened<K> {
+    /// Applied (`initial`: part of a (re-)list, possibly unchanged) or deleted.
+    Touched { object: K, initial: bool },
+    /// A (re-)list is complete.
+    Listed,
+}
+
+fn happened<K>(event: watcher::Event<K>) -> Option<Happened<K>> {
+    match event {
+        watcher::Event::Apply(object) | watcher::Event::Delete(object) => Some(Happened::Touched {
+            object,
+            initial: false,
+        }),
+        watcher::Event::InitApply(object) => Some(Happened::Touched {
+            object,
+            initial: true,
+        }),
+        watcher::Event::InitDone => Some(Happened::Listed),
+        watcher::Event::Init => None,
+    }
 }
 
 impl Fanout {
     async fn run(
         mut self,
-        tenants: Touched<Tenant>,
-        integrations: Touched<PartnerIntegration>,
-        keys: Touched<ApiKey>,
-        sacs: Touched<ServiceAccountCredential>,
+        tenants: Events<Tenant>,
+        integrations: Events<PartnerIntegration>,
+        keys: Events<ApiKey>,
+        sacs: Events<ServiceAccountCredential>,
     ) {
         let mut all = stream::select_all([
             tenants.map(|r| r.map(Touch::Tenant)).boxed(),
@@ -425,18 +686,64 @@ impl Fanout {
                 self.changes.notify_one();
             }
             match event {
-                Ok(Touch::Tenant(t)) => self.tenant(&t),
-                Ok(Touch::Integration(pi)) => self.integration(&pi),
-                Ok(Touch::Key(k)) => self.credential(&k, &self.keys, &self.key_tx),
-                Ok(Touch::Sac(s)) => self.credential(&s, &self.sacs, &self.sac_tx),
+                Ok(Touch::Tenant(e)) => match happened(e) {
+                    Some(Happened::Touched { object, .. }) => self.tenant(&object),
+                    Some(Happened::Listed) => self.tenants_listed(),
+                    None => {}
+                },
+                Ok(Touch::Integration(e)) => match happened(e) {
+                    Some(Happened::Touched { object, .. }) => self.integration(&object),
+                    Some(Happened::Listed) | None => {}
+                },
+                Ok(Touch::Key(e)) => self.credential_event(e, api_key::KIND),
+                Ok(Touch::Sac(e)) => self.credential_event(e, sa_credential::KIND),
                 Err(err) => tracing::warn!(error = %err, "watch failed; retrying"),
             }
         }
     }
 
+    fn credential_event<K: Credential>(&mut self, event: watcher::Event<K>, kind: &'static str)
+    where
+        Self: Sends<K>,
+    {
+        match happened(event) {
+            Some(Happened::Touched { object, initial }) => self.credential(&object, kind, initial),
+            Some(Happened::Listed) => self.credentials_listed::<K>(kind),
+            None => {}
+        }
+    }
+
+    /// A (re-)list of Tenants is complete: the index is rebuilt from the store, which now
+    /// holds exactly the Tenants that exist (a deletion missed while the watch was down is
+    /// not an event of its own), and what changed is fanned out.
+    fn tenants_listed(&mut self) {
+        let tenants = self.ctx.tenants.state();
+        let live: BTreeSet<String> = tenants.iter().map(|t| t.name_any()).collect();
+        let gone: Vec<String> = self
+            .seen_tenants
+            .keys()
+            .filter(|name| !live.contains(*name))
+            .cloned()
+            .collect();
+        let rebuilt = Tenancy::new(tenants.iter().map(|t| t.as_ref()));
+        match self.ctx.tenancy.write() {
+            Ok(mut index) => *index = Arc::new(rebuilt),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(rebuilt),
+        }
+        for name in gone {
+            if let Some(t) = tenants.iter().find(|t| t.name_any() == name) {
+                self.tenant(t);
+            } else {
+                let (_, namespaces) = self.seen_tenants.remove(&name).unwrap_or_default();
+                self.tenant_changed(&name, namespaces);
+            }
+        }
+        let _ = self.tenancy_ready.send(true);
+    }
+
     fn tenant(&mut self, t: &Tenant) {
         let name = t.name_any();
-        let live = self.tenants.get(&ObjectRef::new(&name)).is_some();
+        let live = self.ctx.tenants.get(&ObjectRef::new(&name)).is_some();
         let generation = t.metadata.generation;
         let namespaces = t.spec.namespaces.clone().unwrap_or_default();
         let previous = if live {
@@ -449,30 +756,53 @@ impl Fanout {
         if live && previous.as_ref().is_some_and(|(g, _)| *g == generation) {
             return;
         }
-        let tenancy = Tenancy::new(self.tenants.state().iter().map(|t| t.as_ref()));
-        for other in tenancy.names() {
-            let _ = self.tenant_tx.unbounded_send(ObjectRef::new(other));
+        {
+            let mut index = match self.ctx.tenancy.write() {
+                Ok(index) => index,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let index = Arc::make_mut(&mut index);
+            match self.ctx.tenants.get(&ObjectRef::new(&name)) {
+                Some(current) => index.apply(&current),
+                None => index.remove(&name),
+            }
         }
-        let mut affected: BTreeSet<String> = tenancy.subtree(&name);
-        affected.insert(name.clone());
-        let namespaces: BTreeSet<String> = namespaces
-            .into_iter()
-            .chain(previous.into_iter().flat_map(|(_, ns)| ns))
-            .collect();
-        for pi in self.integrations.state() {
+        let mut listed: Vec<String> = previous.map(|(_, ns)| ns).unwrap_or_default();
+        listed.extend(namespaces);
+        self.tenant_changed(&name, listed);
+    }
+
+    /// Reconciles what a change of Tenant `name` affects: itself and the tenants below it
+    /// (state and policy cascade down), the tenants that list one of the namespaces it
+    /// lists or listed (namespace conflicts), and the integrations and credentials of those
+    /// tenants or in those namespaces. Nothing else.
+    fn tenant_changed(&mut self, name: &str, namespaces: Vec<String>) {
+        let tenancy = self.ctx.tenancy();
+        let namespaces: BTreeSet<String> = namespaces.into_iter().collect();
+        let mut affected: BTreeSet<String> = tenancy.subtree(name);
+        affected.insert(name.to_owned());
+        let mut statuses = affected.clone();
+        statuses.extend(tenancy.claimants(&namespaces));
+        for tenant in &statuses {
+            let _ = self.queues.tenant.unbounded_send(ObjectRef::new(tenant));
+        }
+        for pi in self.ctx.integrations.state() {
             if affected.contains(&pi.spec.tenant)
                 || pi.namespace().is_some_and(|ns| namespaces.contains(&ns))
             {
-                let _ = self.pi_tx.unbounded_send(ObjectRef::from_obj(pi.as_ref()));
+                let _ = self
+                    .queues
+                    .pi
+                    .unbounded_send(ObjectRef::from_obj(pi.as_ref()));
             }
         }
         send(
-            &self.key_tx,
-            credential::select(&self.keys, |k| in_tenancy(k, &affected, &namespaces)),
+            &self.queues.key,
+            credential::select(&self.ctx.keys, |k| in_tenancy(k, &affected, &namespaces)),
         );
         send(
-            &self.sac_tx,
-            credential::select(&self.sacs, |s| in_tenancy(s, &affected, &namespaces)),
+            &self.queues.sac,
+            credential::select(&self.ctx.sacs, |s| in_tenancy(s, &affected, &namespaces)),
         );
     }
 
@@ -480,8 +810,11 @@ impl Fanout {
         let (Some(namespace), name) = (pi.namespace(), pi.name_any()) else {
             return;
         };
-        let _ = self.pi_tx.unbounded_send(ObjectRef::from_obj(pi));
-        let live = self.integrations.get(&ObjectRef::from_obj(pi)).is_some();
+        let live = self
+            .ctx
+            .integrations
+            .get(&ObjectRef::from_obj(pi))
+            .is_some();
         let id = (namespace.clone(), name.clone());
         // Credentials read the spec and the owner binding, not the counts.
         let facts = (pi.metadata.generation, credential::integration_facts(pi));
@@ -493,28 +826,28 @@ impl Fanout {
         if live && previous.as_ref() == Some(&facts) {
             return;
         }
+        let _ = self.queues.pi.unbounded_send(ObjectRef::from_obj(pi));
         let uses = |ns: Option<String>, pi: Option<&str>| {
             ns.as_deref() == Some(namespace.as_str()) && pi == Some(name.as_str())
         };
         send(
-            &self.key_tx,
-            credential::select(&self.keys, |k| uses(k.namespace(), k.integration())),
+            &self.queues.key,
+            credential::select(&self.ctx.keys, |k| uses(k.namespace(), k.integration())),
         );
         send(
-            &self.sac_tx,
-            credential::select(&self.sacs, |s| uses(s.namespace(), s.integration())),
+            &self.queues.sac,
+            credential::select(&self.ctx.sacs, |s| uses(s.namespace(), s.integration())),
         );
     }
 
-    fn credential<K: Credential>(
-        &self,
-        touched: &K,
-        store: &Store<K>,
-        tx: &UnboundedSender<ObjectRef<K>>,
-    ) {
+    fn credential<K: Credential>(&mut self, touched: &K, kind: &'static str, initial: bool)
+    where
+        Self: Sends<K>,
+    {
         let reference = ObjectRef::from_obj(touched);
-        if store.get(&reference).is_none() {
-            self.metrics.observe_credential(
+        let live = Self::store(&self.ctx).get(&reference);
+        if live.is_none() {
+            self.ctx.metrics.observe_credential(
                 CredentialKey {
                     kind: K::kind(&()).into_owned(),
                     namespace: touched.namespace().unwrap_or_default(),
@@ -523,14 +856,102 @@ impl Fanout {
                 None,
             );
         }
-        let _ = tx.unbounded_send(reference);
-        // Counts on the tenant and the integration.
-        if let Some(tenant) = touched.resolved_tenant() {
-            let _ = self.tenant_tx.unbounded_send(ObjectRef::new(tenant));
+        // Counts on the tenant and the integration: only when this credential moves one.
+        let changed = match self.ctx.counts.lock() {
+            Ok(mut counts) => {
+                counts.update(kind, live.as_deref().unwrap_or(touched), live.is_some())
+            }
+            Err(_) => Default::default(),
+        };
+        self.counts_changed(changed);
+        // A re-list repeats every object: only those the controller has not settled yet
+        // (never reconciled, or failing) need another pass.
+        if initial && live.is_some() && !self.unsettled(kind, touched) {
+            return;
         }
-        if let (Some(pi), Some(ns)) = (touched.integration(), touched.namespace()) {
-            let _ = self.pi_tx.unbounded_send(ObjectRef::new(pi).within(&ns));
+        self.send_credential(reference);
+    }
+
+    /// Whether the credential's last reconcile failed, or it has not been reconciled for
+    /// its current generation.
+    fn unsettled<K: Credential>(&self, kind: &'static str, credential: &K) -> bool {
+        let observed = credential.prior_status().observed_generation;
+        observed.is_none()
+            || observed != credential.meta().generation
+            || self
+                .ctx
+                .backoff
+                .failing()
+                .contains(&object_id(kind, credential))
+    }
+
+    /// A (re-)list of credentials is complete: those the counts still hold but the store
+    /// no longer has were deleted while the watch was down.
+    fn credentials_listed<K: Credential>(&mut self, kind: &'static str)
+    where
+        Self: Sends<K>,
+    {
+        let known = self
+            .ctx
+            .counts
+            .lock()
+            .map(|c| c.known(kind))
+            .unwrap_or_default();
+        for (namespace, name) in known {
+            let reference = ObjectRef::<K>::new(&name).within(&namespace);
+            if Self::store(&self.ctx).get(&reference).is_some() {
+                continue;
+            }
+            self.ctx.metrics.observe_credential(
+                CredentialKey {
+                    kind: kind.to_owned(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                },
+                None,
+            );
+            let changed = match self.ctx.counts.lock() {
+                Ok(mut counts) => counts.remove(kind, &namespace, &name),
+                Err(_) => Default::default(),
+            };
+            self.counts_changed(changed);
         }
+    }
+
+    fn counts_changed(&self, changed: index::Changed) {
+        for tenant in changed.tenants {
+            let _ = self.queues.tenant.unbounded_send(ObjectRef::new(&tenant));
+        }
+        for (ns, pi) in changed.integrations {
+            let _ = self
+                .queues
+                .pi
+                .unbounded_send(ObjectRef::new(&pi).within(&ns));
+        }
+    }
+}
+
+/// The store and queue of each credential kind.
+trait Sends<K: Credential> {
+    fn store(ctx: &Context) -> &Store<K>;
+    fn send_credential(&self, reference: ObjectRef<K>);
+}
+
+impl Sends<ApiKey> for Fanout {
+    fn store(ctx: &Context) -> &Store<ApiKey> {
+        &ctx.keys
+    }
+    fn send_credential(&self, reference: ObjectRef<ApiKey>) {
+        let _ = self.queues.key.unbounded_send(reference);
+    }
+}
+
+impl Sends<ServiceAccountCredential> for Fanout {
+    fn store(ctx: &Context) -> &Store<ServiceAccountCredential> {
+        &ctx.sacs
+    }
+    fn send_credential(&self, reference: ObjectRef<ServiceAccountCredential>) {
+        let _ = self.queues.sac.unbounded_send(reference);
     }
 }
 

@@ -27,6 +27,7 @@ use crate::api::{
 use crate::audit::AuditAction;
 use crate::error::{Error, Result};
 use crate::metrics::RotationResult;
+use crate::policy::credential::clamped;
 use crate::policy::credential::{CredentialSpec, Lifecycle, Verdict, reason};
 use crate::policy::format_time;
 use crate::policy::sa_credential::{
@@ -100,18 +101,18 @@ struct Parsed {
     request: String,
 }
 
-fn parse_spec(sac: &ServiceAccountCredential) -> Result<Parsed> {
-    let timing = TokenTiming::from_spec(
+/// The spec, parsed once, and the problem with a field that admission let through and
+/// that cannot be used, if any.
+fn parse_spec(sac: &ServiceAccountCredential) -> (Parsed, Option<String>) {
+    let (timing, problem) = match TokenTiming::from_spec(
         sac.spec.token_ttl.as_ref(),
         sac.spec.refresh_before.as_ref(),
-    )
-    .map_err(|message| Error::InvalidSpec {
-        kind: KIND,
-        name: sac.name_any(),
-        message,
-    })?;
+    ) {
+        Ok(timing) => (timing, None),
+        Err(message) => (TokenTiming::default(), Some(format!("spec.{message}"))),
+    };
     let audiences = sac.spec.audiences.clone().unwrap_or_default();
-    Ok(Parsed {
+    let parsed = Parsed {
         spec: CredentialSpec {
             integration: sac.spec.integration.clone(),
             tenant: sac.spec.tenant.clone(),
@@ -122,7 +123,8 @@ fn parse_spec(sac: &ServiceAccountCredential) -> Result<Parsed> {
         request: request_digest(&audiences, &timing),
         timing,
         audiences,
-    })
+    };
+    (parsed, problem)
 }
 
 /// The objects as found, and what they record.
@@ -193,9 +195,9 @@ pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) ->
     let now = now();
 
     // Gather.
-    let parsed = parse_spec(&sac)?;
+    let (mut parsed, problem) = parse_spec(&sac);
     let prior = sac.status.clone().unwrap_or_default();
-    let lifecycle = credential::lifecycle(
+    let mut lifecycle = credential::lifecycle(
         &ctx,
         &ctx.tenancy(),
         sac.as_ref(),
@@ -203,6 +205,13 @@ pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) ->
         &parsed.spec,
         now,
     );
+    if let Some(problem) = problem {
+        // Nothing is issued, and nothing is retried until the spec changes.
+        credential::invalid_spec(&mut lifecycle, problem);
+    }
+    if let Some(note) = parsed.timing.apply_floor(ctx.min_rotation_interval) {
+        lifecycle.policy_compliant = clamped(&lifecycle.policy_compliant, note);
+    }
     let target = Target::new(&ctx, &sac, &namespace, &uid)?;
     let observed = observe(
         target.accounts.get_opt(&target.account_name).await?,

@@ -60,10 +60,24 @@ pub fn condition(
         type_: type_.to_owned(),
         status: status.to_owned(),
         reason: verdict.reason.clone(),
-        message: verdict.message.clone(),
+        message: bounded(&verdict.message),
         observed_generation: generation,
         last_transition_time,
     }
+}
+
+/// The longest condition message written, in characters: far below the 32 KiB that
+/// `metav1.Condition` admits, so a message listing a long parent cycle or many namespace
+/// conflicts never makes a status write fail.
+pub const MAX_MESSAGE: usize = 2048;
+
+fn bounded(message: &str) -> String {
+    if message.chars().count() <= MAX_MESSAGE {
+        return message.to_owned();
+    }
+    let mut out: String = message.chars().take(MAX_MESSAGE - 1).collect();
+    out.push('…');
+    out
 }
 
 /// The owner binding the last status recorded, from its `OwnerBound` condition: the grace
@@ -120,6 +134,20 @@ mod tests {
             t2,
         );
         assert_eq!(from_k8s_time(&flipped.last_transition_time), t2);
+    }
+
+    #[test]
+    fn long_messages_are_cut_to_a_bounded_length() {
+        let long = "é".repeat(MAX_MESSAGE * 3);
+        let c = condition(
+            "Ready",
+            &Verdict::new(false, "X", long),
+            None,
+            &[],
+            DateTime::UNIX_EPOCH,
+        );
+        assert_eq!(c.message.chars().count(), MAX_MESSAGE);
+        assert!(c.message.ends_with('…'));
     }
 
     #[test]

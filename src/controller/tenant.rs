@@ -7,11 +7,12 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 
 use super::context::Context;
-use super::credential::count_for_tenant;
 use super::status::{condition, now};
-use crate::api::{CredentialCounts, Tenant, TenantStatus};
+use crate::api::{Tenant, TenantStatus};
 use crate::error::{Error, Result};
 use crate::policy::tenant::decide;
+
+pub const KIND: &str = "Tenant";
 
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer("tenant");
@@ -26,9 +27,11 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
     let tenancy = ctx.tenancy();
     let decision = decide(&tenancy, &name, now);
 
-    let mut counts = CredentialCounts::default();
-    count_for_tenant(&ctx.keys, &name, &mut counts);
-    count_for_tenant(&ctx.sacs, &name, &mut counts);
+    let counts = ctx
+        .counts
+        .lock()
+        .map(|c| c.tenant(&name))
+        .unwrap_or_default();
 
     let prior = tenant.status.clone().unwrap_or_default();
     let generation = tenant.metadata.generation;

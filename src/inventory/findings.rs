@@ -376,7 +376,7 @@ fn inventoried<C: Collector>(
                 ));
             }
             if let Some(written) = object.last_write {
-                if written + stale_after < now {
+                if crate::policy::later(written, stale_after) < now {
                     out.add(FindingKind::Stale, Some(tenant), || finding(
                         FindingKind::Stale,
                         format!(
@@ -387,7 +387,7 @@ fn inventoried<C: Collector>(
                         Some(written),
                     ));
                 } else {
-                    out.due(written + stale_after);
+                    out.due(crate::policy::later(written, stale_after));
                 }
             }
         }
@@ -405,7 +405,7 @@ fn inventoried<C: Collector>(
                 ),
             };
             if let Some(used) = used {
-                if used + stale_after < now {
+                if crate::policy::later(used, stale_after) < now {
                     out.add(FindingKind::Stale, Some(tenant), || finding(
                         FindingKind::Stale,
                         format!(
@@ -415,7 +415,7 @@ fn inventoried<C: Collector>(
                         Some(used),
                     ));
                 } else {
-                    out.due(used + stale_after);
+                    out.due(crate::policy::later(used, stale_after));
                 }
             }
         }

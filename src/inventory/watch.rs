@@ -109,8 +109,13 @@ pub async fn run(
         } else if dirty {
             Some(last_publish.map_or_else(Instant::now, |t| t + DEBOUNCE))
         } else {
-            let change =
-                next_change.map(|t| Instant::now() + (t - Utc::now()).to_std().unwrap_or_default());
+            let change = next_change.map(|t| {
+                let wait = (t - Utc::now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(crate::controller::MAX_REQUEUE);
+                Instant::now() + wait
+            });
             let scan = scanning.is_none().then_some(next_scan);
             [change, scan].into_iter().flatten().min()
         };
@@ -298,7 +303,7 @@ where
     V: Send + 'static,
 {
     watcher(api, config)
-        .default_backoff()
+        .backoff(crate::controller::watch_backoff())
         .map(move |result| match result {
             Ok(event) => wrap(map_event(event, |k| {
                 (

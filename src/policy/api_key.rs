@@ -143,10 +143,10 @@ pub fn plan(
             || Some(r.as_str()) == rotation.last_rotation_request
     };
     let manual = request.as_ref().is_some_and(|r| !answered(r));
-    let scheduled = every.is_some_and(|every| served.rotated_at + every <= now);
+    let scheduled = every.is_some_and(|every| super::later(served.rotated_at, every) <= now);
     if manual || scheduled {
         let previous_valid_until =
-            (rotation.overlap > Duration::zero()).then(|| now + rotation.overlap);
+            (rotation.overlap > Duration::zero()).then(|| super::later(now, rotation.overlap));
         let version = served.version.max(rotation.last_version.unwrap_or(0)) + 1;
         out.action = KeyAction::Rotate {
             version,
@@ -213,7 +213,7 @@ fn finish(
     every: Option<Duration>,
     now: DateTime<Utc>,
 ) -> KeyPlan {
-    out.next_rotation_at = every.map(|every| served.rotated_at + every);
+    out.next_rotation_at = every.map(|every| super::later(served.rotated_at, every));
     out.next_due = super::earliest_time([
         out.lifecycle.next_due,
         out.next_rotation_at,

@@ -24,6 +24,11 @@ pub mod reason {
     pub const INVALID_PARENT: &str = "InvalidParent";
     pub const SECRET_CONFLICT: &str = "SecretConflict";
     pub const VAULT_UNAVAILABLE: &str = "VaultUnavailable";
+    /// A spec (the credential's own, or its tenant's) that admission let through and the
+    /// controller cannot use.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A value outside the controller's bounds, raised or lowered to them.
+    pub const CLAMPED: &str = "Clamped";
     pub const OWNER_BOUND: &str = "OwnerBound";
 }
 
@@ -190,6 +195,35 @@ impl Lifecycle {
     }
 }
 
+/// Applies the controller's write floor (`--min-rotation-interval`): an effective rotation
+/// interval shorter than `floor` is raised to it and reported as `PolicyCompliant=False
+/// reason=Clamped`, so no object makes the controller write more often than that.
+pub fn apply_rotation_floor(lifecycle: &mut Lifecycle, floor: Duration) {
+    let Some(every) = lifecycle.rotation_every else {
+        return;
+    };
+    if every >= floor {
+        return;
+    }
+    lifecycle.rotation_every = Some(floor);
+    let note = format!(
+        "the effective rotation interval {} is shorter than the controller's minimum, so it rotates every {}",
+        super::format_duration(every),
+        super::format_duration(floor)
+    );
+    lifecycle.policy_compliant = clamped(&lifecycle.policy_compliant, note);
+}
+
+/// Adds a clamping note to a `PolicyCompliant` verdict.
+pub fn clamped(prior: &Verdict, note: String) -> Verdict {
+    let message = if prior.reason == reason::CLAMPED {
+        format!("{}; {note}", prior.message)
+    } else {
+        note
+    };
+    Verdict::new(false, reason::CLAMPED, message)
+}
+
 fn earliest(deadlines: impl IntoIterator<Item = Deadline>) -> Option<Deadline> {
     deadlines.into_iter().min_by_key(|d| d.at)
 }
@@ -278,6 +312,7 @@ pub fn decide(input: &CredentialInput<'_>) -> Lifecycle {
         Err(err) => {
             let why = match err {
                 TenancyError::NotFound(_) => reason::TENANT_NOT_FOUND,
+                TenancyError::InvalidPolicy { .. } => reason::INVALID_SPEC,
                 _ => reason::INVALID_PARENT,
             };
             return invalid(out, why, err.to_string());
@@ -333,7 +368,7 @@ pub fn decide(input: &CredentialInput<'_>) -> Lifecycle {
             );
         }
         OwnerBinding::Missing { since } => {
-            let end = since + grace;
+            let end = super::later(since, grace);
             grace_end = Some(end);
             out.owner_bound = Verdict::new(
                 false,
@@ -364,7 +399,7 @@ pub fn decide(input: &CredentialInput<'_>) -> Lifecycle {
                 );
             }
             Some(OwnerBinding::Missing { since }) => {
-                let end = since + grace;
+                let end = super::later(since, grace);
                 grace_end = Some(grace_end.map_or(end, |g: DateTime<Utc>| g.min(end)));
             }
             _ => {}
@@ -396,7 +431,7 @@ pub fn decide(input: &CredentialInput<'_>) -> Lifecycle {
     }
     let mut clamped = Vec::new();
     if let Some(max) = policy.max_lifetime {
-        let at = renewed_at + max;
+        let at = super::later(renewed_at, max);
         deadlines.push(Deadline {
             at,
             source: DeadlineSource::MaxLifetime {
@@ -429,7 +464,7 @@ pub fn decide(input: &CredentialInput<'_>) -> Lifecycle {
         }
     }
     if !clamped.is_empty() {
-        out.policy_compliant = Verdict::new(false, "Clamped", clamped.join("; "));
+        out.policy_compliant = Verdict::new(false, reason::CLAMPED, clamped.join("; "));
     }
     if policy.require_expiry && out.expiry.is_none() {
         return invalid(

@@ -69,7 +69,7 @@ pub fn decide(
             );
         }
         OwnerBinding::Missing { since } => {
-            let end = since + grace;
+            let end = super::later(since, grace);
             out.owner_bound = Verdict::new(
                 false,
                 reason::OWNER_MISSING,

@@ -50,6 +50,37 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+/// The latest time any decision produces: the end of year 9999, the last time the
+/// contract's bounds admit.
+pub fn max_time() -> DateTime<Utc> {
+    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The earliest time any decision produces: the UNIX epoch.
+pub fn min_time() -> DateTime<Utc> {
+    DateTime::UNIX_EPOCH
+}
+
+/// `t + d`, saturating at [`min_time`] and [`max_time`]: arithmetic on user-supplied times
+/// and durations never panics and never leaves the bounds a status can hold.
+pub fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_add_signed(d)
+        .unwrap_or(if d < Duration::zero() {
+            min_time()
+        } else {
+            max_time()
+        })
+        .clamp(min_time(), max_time())
+}
+
+/// `t - d`, saturating like [`later`].
+pub fn earlier(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    match Duration::zero().checked_sub(&d) {
+        Some(neg) => later(t, neg),
+        None => max_time().min(t),
+    }
+}
+
 /// The earliest of some optional times.
 pub fn earliest_time(
     times: impl IntoIterator<Item = Option<DateTime<Utc>>>,
@@ -60,6 +91,18 @@ pub fn earliest_time(
 #[cfg(test)]
 mod format_tests {
     use super::*;
+
+    #[test]
+    fn time_arithmetic_saturates_at_the_bounds() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(later(t, Duration::seconds(5)), t + Duration::seconds(5));
+        assert_eq!(later(t, Duration::MAX), max_time());
+        assert_eq!(later(max_time(), Duration::hours(876_000)), max_time());
+        assert_eq!(later(t, Duration::MIN), min_time());
+        assert_eq!(earlier(t, Duration::MAX), min_time());
+        assert_eq!(earlier(t, Duration::MIN), max_time());
+        assert_eq!(earlier(t, Duration::seconds(5)), t - Duration::seconds(5));
+    }
 
     #[test]
     fn durations_are_formatted_as_users_write_them() {

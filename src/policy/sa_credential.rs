@@ -94,7 +94,25 @@ impl TokenTiming {
         } else {
             self.refresh_before
         };
-        expires_at - before
+        super::earlier(expires_at, before)
+    }
+
+    /// Applies the controller's write floor: a refresh period (`tokenTTL` − `refreshBefore`)
+    /// shorter than `floor` is lengthened to it by refreshing later. Returns the note for
+    /// `PolicyCompliant=False reason=Clamped` when it had to.
+    pub fn apply_floor(&mut self, floor: Duration) -> Option<String> {
+        let period = self.ttl - self.refresh_before;
+        if period >= floor {
+            return None;
+        }
+        let refresh_before = (self.ttl - floor).max(Duration::zero());
+        let note = format!(
+            "the token refresh period {} is shorter than the controller's minimum, so tokens are refreshed {} before they expire",
+            super::format_duration(period),
+            super::format_duration(refresh_before)
+        );
+        self.refresh_before = refresh_before;
+        Some(note)
     }
 
     /// `expirationSeconds` of the TokenRequest.
@@ -595,6 +613,18 @@ mod tests {
             request: REQUEST,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_refresh_period_below_the_floor_is_lengthened_and_reported() {
+        let mut t = TokenTiming::from_spec(Some(&"10m".into()), Some(&"9m59s".into())).unwrap();
+        let note = t.apply_floor(Duration::minutes(1)).expect("clamped");
+        assert!(note.contains("1s"), "{note}");
+        assert_eq!(t.ttl - t.refresh_before, Duration::minutes(1));
+        assert_eq!(t.apply_floor(Duration::minutes(1)), None);
+        // A floor longer than the lifetime refreshes at expiry, never before issue.
+        t.apply_floor(Duration::hours(2));
+        assert_eq!(t.refresh_before, Duration::zero());
     }
 
     #[test]

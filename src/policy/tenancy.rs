@@ -74,7 +74,7 @@ impl TenancyError {
         match self {
             Self::NotFound(_) => "TenantNotFound",
             Self::MissingParent { .. } | Self::ParentCycle { .. } => "InvalidParent",
-            Self::InvalidPolicy { .. } => "InvalidPolicy",
+            Self::InvalidPolicy { .. } => super::credential::reason::INVALID_SPEC,
         }
     }
 }
@@ -116,13 +116,16 @@ struct LocalPolicy {
     stale_after: Option<Duration>,
 }
 
-/// An index over every Tenant: built from a snapshot, queried without I/O.
+/// An index over every Tenant, queried without I/O. It is kept up to date one Tenant at a
+/// time (`apply`, `remove`): a change costs what that Tenant lists, not the number of Tenants.
 #[derive(Clone, Debug, Default)]
 pub struct Tenancy {
     nodes: BTreeMap<String, Node>,
+    /// Namespace -> the tenants that list it, sorted.
     namespaces: BTreeMap<String, Vec<String>>,
+    /// Parent name (existing or not) -> the tenants that name it as parent.
+    children: BTreeMap<String, BTreeSet<String>>,
 }
-
 fn parse_policy(tenant: &str, t: &Tenant) -> Result<LocalPolicy, TenancyError> {
     let Some(p) = &t.spec.policy else {
         return Ok(LocalPolicy::default());
@@ -156,35 +159,75 @@ fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
 
 impl Tenancy {
     pub fn new<'a>(tenants: impl IntoIterator<Item = &'a Tenant>) -> Self {
-        let mut nodes = BTreeMap::new();
-        let mut namespaces: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut tenancy = Self::default();
         for t in tenants {
-            let Some(name) = t.metadata.name.clone() else {
-                continue;
-            };
-            let listed = t.spec.namespaces.clone().unwrap_or_default();
-            for ns in &listed {
-                let claims = namespaces.entry(ns.clone()).or_default();
-                if !claims.contains(&name) {
-                    claims.push(name.clone());
+            tenancy.apply(t);
+        }
+        tenancy
+    }
+
+    /// Adds `t`, or replaces the Tenant of that name.
+    pub fn apply(&mut self, t: &Tenant) {
+        let Some(name) = t.metadata.name.clone() else {
+            return;
+        };
+        self.remove(&name);
+        let mut listed = t.spec.namespaces.clone().unwrap_or_default();
+        listed.sort();
+        listed.dedup();
+        for ns in &listed {
+            let claims = self.namespaces.entry(ns.clone()).or_default();
+            if let Err(at) = claims.binary_search(&name) {
+                claims.insert(at, name.clone());
+            }
+        }
+        if let Some(parent) = &t.spec.parent {
+            self.children
+                .entry(parent.clone())
+                .or_default()
+                .insert(name.clone());
+        }
+        let node = Node {
+            parent: t.spec.parent.clone(),
+            state: t.spec.state.unwrap_or_default(),
+            ends_at: t.spec.ends_at.map(|e| e.0),
+            policy: parse_policy(&name, t),
+            owners: t.spec.owners.iter().map(|o| o.name.clone()).collect(),
+            namespaces: listed,
+        };
+        self.nodes.insert(name, node);
+    }
+
+    /// Forgets the Tenant `name`.
+    pub fn remove(&mut self, name: &str) {
+        let Some(node) = self.nodes.remove(name) else {
+            return;
+        };
+        for ns in &node.namespaces {
+            if let Some(claims) = self.namespaces.get_mut(ns) {
+                claims.retain(|c| c != name);
+                if claims.is_empty() {
+                    self.namespaces.remove(ns);
                 }
             }
-            nodes.insert(
-                name.clone(),
-                Node {
-                    parent: t.spec.parent.clone(),
-                    state: t.spec.state.unwrap_or_default(),
-                    ends_at: t.spec.ends_at.map(|e| e.0),
-                    policy: parse_policy(&name, t),
-                    owners: t.spec.owners.iter().map(|o| o.name.clone()).collect(),
-                    namespaces: listed,
-                },
-            );
         }
-        for claims in namespaces.values_mut() {
-            claims.sort();
+        if let Some(parent) = &node.parent
+            && let Some(children) = self.children.get_mut(parent)
+        {
+            children.remove(name);
+            if children.is_empty() {
+                self.children.remove(parent);
+            }
         }
-        Self { nodes, namespaces }
+    }
+
+    /// How many tenants the index holds.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
     }
 
     pub fn contains(&self, tenant: &str) -> bool {
@@ -230,6 +273,7 @@ impl Tenancy {
     /// The chain from `tenant` up to its root, `tenant` first.
     fn chain(&self, tenant: &str) -> Result<Vec<(&str, &Node)>, TenancyError> {
         let mut chain: Vec<(&str, &Node)> = Vec::new();
+        let mut visited: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut current = tenant;
         loop {
             let Some((name, node)) = self.nodes.get_key_value(current) else {
@@ -241,7 +285,7 @@ impl Tenancy {
                     },
                 });
             };
-            if chain.iter().any(|(n, _)| *n == name.as_str()) {
+            if !visited.insert(name.as_str()) {
                 let mut cycle: Vec<String> = chain.iter().map(|(n, _)| (*n).to_owned()).collect();
                 cycle.push(name.clone());
                 return Err(TenancyError::ParentCycle {
@@ -286,7 +330,9 @@ impl Tenancy {
                 stale_after: min_opt(merged.stale_after, local.stale_after),
             };
         }
-        let own = chain[0].1;
+        let Some((_, own)) = chain.first() else {
+            return Err(TenancyError::NotFound(tenant.to_owned()));
+        };
         Ok(ResolvedTenant {
             name: tenant.to_owned(),
             state,
@@ -303,25 +349,32 @@ impl Tenancy {
         })
     }
 
-    /// `tenant` and every tenant below it (whose chain passes through it).
+    /// `tenant` and every tenant below it (whose chain passes through it), whether or not
+    /// `tenant` itself exists: visits only that subtree.
     pub fn subtree(&self, tenant: &str) -> BTreeSet<String> {
-        self.nodes
-            .keys()
-            .filter(|name| {
-                let mut current = Some(name.as_str());
-                let mut steps = 0;
-                while let Some(c) = current {
-                    if c == tenant {
-                        return true;
-                    }
-                    steps += 1;
-                    if steps > self.nodes.len() {
-                        return false;
-                    }
-                    current = self.nodes.get(c).and_then(|n| n.parent.as_deref());
-                }
-                false
-            })
+        let mut out = BTreeSet::new();
+        let mut pending = vec![tenant.to_owned()];
+        while let Some(current) = pending.pop() {
+            if !out.insert(current.clone()) {
+                continue; // a cycle
+            }
+            if let Some(children) = self.children.get(&current) {
+                pending.extend(children.iter().filter(|c| !out.contains(*c)).cloned());
+            }
+        }
+        out.retain(|name| self.nodes.contains_key(name));
+        out
+    }
+
+    /// The tenants that list one of `namespaces`.
+    pub fn claimants<'a>(
+        &self,
+        namespaces: impl IntoIterator<Item = &'a String>,
+    ) -> BTreeSet<String> {
+        namespaces
+            .into_iter()
+            .filter_map(|ns| self.namespaces.get(ns))
+            .flatten()
             .cloned()
             .collect()
     }
