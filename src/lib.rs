@@ -1,5 +1,16 @@
 //! keyward: declarative, governed non-human credentials for multi-tenant Kubernetes platforms.
 #![forbid(unsafe_code)]
+// Nothing that comes from the cluster, a file or a user may panic a command or a
+// controller: no unwrap, expect, panic or unchecked indexing outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 pub mod api;
 pub mod audit;

@@ -1,5 +1,14 @@
 //! The `keyward` command line: parses arguments and hands over to the library.
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

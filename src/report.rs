@@ -325,7 +325,7 @@ fn columns(headers: &[&str], rows: Vec<Vec<String>>) -> String {
             if i == last {
                 line.push_str(cell);
             } else {
-                let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
+                let _ = write!(line, "{cell:<width$}  ", width = widths.get(i).copied().unwrap_or(0));
             }
         }
         out.push_str(line.trim_end());

@@ -687,8 +687,8 @@ impl<'a> Target<'a> {
             return Ok(());
         }
         let mut annotations = serde_json::to_value(&annotations)?;
-        if stale_expiry {
-            annotations[labels::EXPIRES_AT] = serde_json::Value::Null;
+        if stale_expiry && let Some(map) = annotations.as_object_mut() {
+            map.insert(labels::EXPIRES_AT.to_owned(), serde_json::Value::Null);
         }
         let patch = json!({"metadata": {
             "resourceVersion": meta.resource_version,

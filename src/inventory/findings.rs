@@ -292,7 +292,9 @@ impl Collector for Counts {
             },
             None => &mut self.without_tenant,
         };
-        counts[finding as usize] += 1;
+        if let Some(count) = counts.get_mut(finding as usize) {
+            *count += 1;
+        }
     }
 
     fn due(&mut self, t: DateTime<Utc>) {

@@ -204,7 +204,7 @@ impl Walker<'_> {
         match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
             Some("set") => {
                 for (i, item) in items.iter().enumerate() {
-                    if items[..i].contains(item) {
+                    if items.iter().take(i).any(|earlier| earlier == item) {
                         self.error(
                             &format!("{path}[{i}]"),
                             format!("duplicate value {}", short(item)),
@@ -225,7 +225,7 @@ impl Walker<'_> {
                 };
                 for (i, item) in items.iter().enumerate() {
                     let key = key_of(item);
-                    if items[..i].iter().any(|earlier| key_of(earlier) == key) {
+                    if items.iter().take(i).any(|earlier| key_of(earlier) == key) {
                         let described: Vec<String> = keys
                             .iter()
                             .zip(&key)
@@ -302,20 +302,7 @@ fn closest<'k>(word: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k s
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
+    strsim::levenshtein(a, b)
 }
 
 /// The CEL rules' verdicts on `value`, as field errors. A rule the library cannot evaluate

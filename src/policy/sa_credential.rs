@@ -314,11 +314,13 @@ pub fn token_claims(token: &str) -> Option<Claims> {
         .decode(payload.trim_end_matches('='))
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let account_uid = claims["kubernetes.io"]["serviceaccount"]["uid"]
+    let account_uid = claims
+        .pointer("/kubernetes.io/serviceaccount/uid")?
         .as_str()?
         .to_owned();
-    let issued_at = claims["iat"]
-        .as_i64()
+    let issued_at = claims
+        .get("iat")
+        .and_then(serde_json::Value::as_i64)
         .and_then(|s| DateTime::from_timestamp(s, 0));
     Some(Claims {
         account_uid,

@@ -39,7 +39,7 @@ pub struct Fingerprint(String);
 impl Fingerprint {
     pub fn of(bytes: &[u8]) -> Self {
         let digest = Sha256::digest(bytes);
-        Self(format!("sha256:{}", hex::encode(&digest[..8])))
+        Self(format!("sha256:{}", hex::encode(digest.iter().take(8).copied().collect::<Vec<u8>>())))
     }
 
     pub fn as_str(&self) -> &str {
@@ -92,8 +92,11 @@ fn alphanumeric(chars: usize) -> Result<String, EntropyError> {
     let mut out = String::with_capacity(chars);
     while out.len() < chars {
         for b in random_bytes(chars)? {
-            if b < 248 && out.len() < chars {
-                out.push(ALPHABET[usize::from(b % 62)] as char);
+            if b < 248
+                && out.len() < chars
+                && let Some(c) = ALPHABET.get(usize::from(b % 62))
+            {
+                out.push(char::from(*c));
             }
         }
     }
