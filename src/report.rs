@@ -325,7 +325,11 @@ fn columns(headers: &[&str], rows: Vec<Vec<String>>) -> String {
             if i == last {
                 line.push_str(cell);
             } else {
-                let _ = write!(line, "{cell:<width$}  ", width = widths.get(i).copied().unwrap_or(0));
+                let _ = write!(
+                    line,
+                    "{cell:<width$}  ",
+                    width = widths.get(i).copied().unwrap_or(0)
+                );
             }
         }
         out.push_str(line.trim_end());
@@ -377,6 +381,20 @@ pub fn cli(args: &Args) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Any pair of times chrono can hold formats without a panic, in every output.
+        #[test]
+        fn relative_times_never_panic(
+            a in chrono::DateTime::<Utc>::MIN_UTC.timestamp()..chrono::DateTime::<Utc>::MAX_UTC.timestamp(),
+            b in chrono::DateTime::<Utc>::MIN_UTC.timestamp()..chrono::DateTime::<Utc>::MAX_UTC.timestamp(),
+        ) {
+            let (Some(a), Some(b)) = (DateTime::from_timestamp(a, 0), DateTime::from_timestamp(b, 0)) else {
+                return Ok(());
+            };
+            proptest::prop_assert!(!when(a, b).is_empty());
+        }
+    }
     use crate::api::Tenant;
     use crate::inventory::credential::{CredentialKind, ManagedCredential};
     use crate::policy::tenancy::Tenancy;

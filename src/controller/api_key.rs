@@ -418,3 +418,41 @@ fn deed(plan: &KeyPlan) -> Option<Deed> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ApiKeySpec;
+
+    fn key(rotation: serde_json::Value) -> ApiKey {
+        let spec: ApiKeySpec = serde_json::from_value(serde_json::json!({
+            "tenant": "acme", "owner": "alice", "rotation": rotation,
+        }))
+        .unwrap();
+        ApiKey::new("k", spec)
+    }
+
+    #[test]
+    fn an_unusable_duration_is_a_spec_problem_naming_the_field() {
+        let (_, _, problem) =
+            parse_spec(&key(serde_json::json!({"every": "99999999999999999999h"})));
+        assert!(
+            problem
+                .as_deref()
+                .is_some_and(|p| p.starts_with("spec.rotation.every: ")),
+            "{problem:?}"
+        );
+        let (_, _, problem) = parse_spec(&key(serde_json::json!({"every": "1h", "overlap": "2h"})));
+        assert!(
+            problem
+                .as_deref()
+                .is_some_and(|p| p.contains("spec.rotation.overlap")),
+            "{problem:?}"
+        );
+        let (spec, overlap, problem) =
+            parse_spec(&key(serde_json::json!({"every": "1h", "overlap": "10m"})));
+        assert_eq!(problem, None);
+        assert_eq!(spec.rotation_every, Some(Duration::hours(1)));
+        assert_eq!(overlap, Duration::minutes(10));
+    }
+}

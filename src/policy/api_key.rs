@@ -122,7 +122,7 @@ pub fn plan(
     let served = match secret {
         SecretState::Ours(served) => served.clone(),
         _ => {
-            let version = rotation.last_version.unwrap_or(0) + 1;
+            let version = rotation.last_version.unwrap_or(0).saturating_add(1);
             out.action = KeyAction::Issue { version };
             // A new lineage answers whatever rotation request stands.
             out.last_rotation_request = request.or(out.last_rotation_request);
@@ -147,7 +147,10 @@ pub fn plan(
     if manual || scheduled {
         let previous_valid_until =
             (rotation.overlap > Duration::zero()).then(|| super::later(now, rotation.overlap));
-        let version = served.version.max(rotation.last_version.unwrap_or(0)) + 1;
+        let version = served
+            .version
+            .max(rotation.last_version.unwrap_or(0))
+            .saturating_add(1);
         out.action = KeyAction::Rotate {
             version,
             previous_valid_until,

@@ -417,7 +417,7 @@ pub fn plan(
     let current = match account {
         AccountState::Ours(current) => current,
         _ => {
-            let version = input.last_version.unwrap_or(0) + 1;
+            let version = input.last_version.unwrap_or(0).saturating_add(1);
             // A new ServiceAccount answers whatever rotation request stands.
             let rotation_request = request.or(out.last_rotation_request.clone());
             out.last_rotation_request = rotation_request.clone();
@@ -438,7 +438,10 @@ pub fn plan(
             || Some(r.as_str()) == input.last_rotation_request
     };
     if let Some(request) = request.filter(|r| !answered(r)) {
-        let version = current.version.max(input.last_version.unwrap_or(0)) + 1;
+        let version = current
+            .version
+            .max(input.last_version.unwrap_or(0))
+            .saturating_add(1);
         out.last_rotation_request = Some(request.clone());
         out.action = SacAction::Create(NewAccount {
             version,

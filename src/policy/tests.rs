@@ -616,3 +616,181 @@ proptest! {
         }
     }
 }
+
+// --- hostile input -----------------------------------------------------------------------
+
+/// Durations as a hostile spec may write them: huge, tiny, malformed, or ordinary.
+fn any_duration_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[0-9]{1,25}(ns|us|µs|ms|s|m|h)",
+        "[0-9]{1,12}[.][0-9]{1,25}(ns|ms|s|m|h)",
+        "([0-9]{1,8}(h|m|s)){1,6}",
+        ".{0,40}",
+        Just("99999999999999999999h".to_owned()),
+        Just("876000h".to_owned()),
+        Just("1ns".to_owned()),
+        Just("0s".to_owned()),
+    ]
+}
+
+/// Times anywhere chrono can hold them, including far outside the admitted years.
+fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
+    (
+        DateTime::<Utc>::MIN_UTC.timestamp()..DateTime::<Utc>::MAX_UTC.timestamp(),
+        0u32..1_000_000_000,
+    )
+        .prop_map(|(s, n)| DateTime::from_timestamp(s, n).unwrap_or(DateTime::UNIX_EPOCH))
+}
+
+fn hostile_tenant(
+    name: String,
+    parent: Option<String>,
+    policy: [String; 4],
+    ends_at: Option<DateTime<Utc>>,
+) -> Tenant {
+    let [max_lifetime, max_rotation, grace, stale] = policy;
+    let namespaces: Vec<&str> = if name == "t0" {
+        vec!["acme-prod"]
+    } else {
+        vec![]
+    };
+    let mut spec = json!({
+        "namespaces": namespaces,
+        "owners": [{"name": "alice", "kind": "User"}],
+        "policy": {
+            "maxLifetime": max_lifetime,
+            "maxRotationInterval": max_rotation,
+            "ownerGracePeriod": grace,
+            "staleAfter": stale,
+        },
+    });
+    if let Some(parent) = parent {
+        spec["parent"] = json!(parent);
+    }
+    if let Some(ends_at) = ends_at {
+        spec["endsAt"] = json!(ends_at);
+    }
+    tenant(json!({"name": name, "spec": spec}))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// No duration text panics the parser, and what parses is within the bounds.
+    #[test]
+    fn durations_never_panic_and_stay_within_bounds(text in any_duration_text()) {
+        if let Ok(d) = crate::api::GoDuration(text.clone()).parse() {
+            prop_assert!(d >= Duration::zero(), "{text} parsed negative");
+            prop_assert!(d <= Duration::hours(876_000), "{text} parsed beyond 876000h");
+        }
+    }
+
+    /// Arbitrary policies, end dates, clocks and parent chains (cycles and missing
+    /// parents included) never panic a decision, and an effective expiry is never later
+    /// than the credential's own.
+    #[test]
+    fn hostile_tenancies_never_panic_a_decision(
+        policies in proptest::collection::vec(proptest::array::uniform4(any_duration_text()), 1..6),
+        parents in proptest::collection::vec(proptest::option::of(0usize..8), 1..6),
+        ends in proptest::collection::vec(proptest::option::of(any_time()), 1..6),
+        own_expiry in proptest::option::of(any_time()),
+        every in proptest::option::of(any_duration_text()),
+        renewed in proptest::option::of(any_time()),
+        now in any_time(),
+    ) {
+        let tenants: Vec<Tenant> = policies
+            .into_iter()
+            .enumerate()
+            .map(|(i, policy)| {
+                let parent = parents.get(i).copied().flatten().map(|p| format!("t{p}"));
+                hostile_tenant(format!("t{i}"), parent, policy, ends.get(i).copied().flatten())
+            })
+            .collect();
+        let tenancy = Tenancy::new(&tenants);
+        for t in &tenants {
+            let name = t.metadata.name.clone().unwrap_or_default();
+            let _ = super::tenant::decide(&tenancy, &name, now);
+            let _ = tenancy.subtree(&name);
+            let mut spec = spec(&name, "alice");
+            spec.expires_at = own_expiry;
+            // The credential lives in the namespace its tenant lists alone.
+            if name != "t0" {
+                continue;
+            }
+            spec.rotation_every = every
+                .as_ref()
+                .and_then(|e| crate::api::GoDuration(e.clone()).parse().ok());
+            let mut input = input(&spec, &tenancy, now);
+            input.renewed_at = renewed;
+            input.observed_generation = renewed.map(|_| 1);
+            let mut lifecycle = decide(&input);
+            super::credential::apply_rotation_floor(&mut lifecycle, Duration::minutes(1));
+            if let (Some(expiry), Some(own)) = (&lifecycle.expiry, own_expiry) {
+                prop_assert!(expiry.at <= own);
+            }
+            if let Some(every) = lifecycle.rotation_every {
+                prop_assert!(every >= Duration::minutes(1));
+            }
+            let served = SecretState::Ours(Served {
+                version: i64::MAX,
+                fingerprint: "sha256:0".into(),
+                issued_at: now,
+                rotated_at: renewed.unwrap_or(now),
+                previous_valid_until: renewed,
+                rotation_request: None,
+            });
+            let rotation = RotationInput {
+                overlap: Duration::MAX,
+                rotate_annotation: Some("x"),
+                last_rotation_request: None,
+                last_version: Some(i64::MAX),
+            };
+            let active = lifecycle.is_active();
+            let planned = plan(lifecycle, &served, &rotation, now);
+            if active {
+                // A manual request on a hostile version number saturates, never wraps.
+                prop_assert!(planned.served.is_some_and(|s| s.version == i64::MAX));
+            }
+        }
+    }
+
+    /// Removing and re-adding tenants one at a time gives the same index as building it
+    /// from scratch.
+    #[test]
+    fn the_incremental_index_matches_a_rebuild(
+        parents in proptest::collection::vec(proptest::option::of(0usize..6), 1..8),
+        order in proptest::collection::vec(0usize..8, 0..16),
+    ) {
+        let tenants: Vec<Tenant> = parents
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut spec = json!({
+                    "namespaces": [format!("ns{}", i % 3)],
+                    "owners": [{"name": "alice", "kind": "User"}],
+                });
+                if let Some(p) = p {
+                    spec["parent"] = json!(format!("t{p}"));
+                }
+                tenant(json!({"name": format!("t{i}"), "spec": spec}))
+            })
+            .collect();
+        let mut incremental = Tenancy::new(&tenants);
+        for i in &order {
+            if let Some(t) = tenants.get(*i) {
+                incremental.remove(&format!("t{i}"));
+                incremental.apply(t);
+            }
+        }
+        let rebuilt = Tenancy::new(&tenants);
+        for i in 0..tenants.len() {
+            let name = format!("t{i}");
+            prop_assert_eq!(incremental.resolve(&name), rebuilt.resolve(&name));
+            prop_assert_eq!(incremental.subtree(&name), rebuilt.subtree(&name));
+            prop_assert_eq!(
+                incremental.namespace_owner(&format!("ns{}", i % 3)),
+                rebuilt.namespace_owner(&format!("ns{}", i % 3))
+            );
+        }
+    }
+}
