@@ -39,7 +39,10 @@ pub struct Fingerprint(String);
 impl Fingerprint {
     pub fn of(bytes: &[u8]) -> Self {
         let digest = Sha256::digest(bytes);
-        Self(format!("sha256:{}", hex::encode(digest.iter().take(8).copied().collect::<Vec<u8>>())))
+        Self(format!(
+            "sha256:{}",
+            hex::encode(digest.iter().take(8).copied().collect::<Vec<u8>>())
+        ))
     }
 
     pub fn as_str(&self) -> &str {

@@ -54,8 +54,11 @@ impl Operator {
             .args(&self.args)
             // Tests rotate every few seconds; the default write floor is a minute.
             .args(
-                (!self.args.iter().any(|a| a.starts_with("--min-rotation-interval")))
-                    .then_some("--min-rotation-interval=1s"),
+                (!self
+                    .args
+                    .iter()
+                    .any(|a| a.starts_with("--min-rotation-interval")))
+                .then_some("--min-rotation-interval=1s"),
             )
             .env("KUBECONFIG", kubeconfig_path())
             .env("RUST_LOG", "info,keyward=debug")
