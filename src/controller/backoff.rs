@@ -43,6 +43,14 @@ impl Backoff {
         }
     }
 
+    /// Whether the last reconcile of `id` failed.
+    pub fn is_failing(&self, id: &ObjectId) -> bool {
+        self.failures
+            .lock()
+            .map(|f| f.contains_key(id))
+            .unwrap_or(false)
+    }
+
     /// The objects whose last reconcile failed.
     pub fn failing(&self) -> Vec<ObjectId> {
         self.failures
