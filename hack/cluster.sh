@@ -8,6 +8,11 @@
 #   hack/cluster.sh down    stop what `up` started, drop the etcd data
 #   hack/cluster.sh status  exit 0 only if all three run and /readyz is ok
 #   hack/cluster.sh env     eval "$(hack/cluster.sh env)" -> KUBECONFIG and PATH
+#   hack/cluster.sh restart-apiserver [SECONDS]
+#                           crash the kube-apiserver `up` started (SIGKILL), keep it
+#                           down SECONDS (default 10), start it again with the same
+#                           arguments and wait for /readyz. Prints `killed <time>`, then
+#                           as its last line the time it was ready again (UNIX s.mmm)
 #
 # Everything lives in <repo>/.cluster/ (git-ignored): PKI, admin kubeconfig,
 # <component>.pid, <component>.log, etcd data. Ports (loopback only):
@@ -49,6 +54,18 @@ now_ms() {
     echo $((SECONDS * 1000))
   fi
 }
+
+# UNIX time in milliseconds (now_ms may fall back to a relative clock).
+epoch_ms() {
+  if [[ -n ${EPOCHREALTIME:-} ]]; then
+    local t=${EPOCHREALTIME/[.,]/}
+    echo $((t / 1000))
+  else
+    echo $(($(date +%s) * 1000))
+  fi
+}
+
+fmt_ms() { echo "$(($1 / 1000)).$(printf '%03d' $(($1 % 1000)))"; }
 
 bin_of() {
   case $1 in
@@ -383,6 +400,48 @@ cmd_status() {
   return "$rc"
 }
 
+# An outage, for tests of what the controller does while the API server is gone: the
+# apiserver is killed as in a crash (no graceful shutdown, open watches just break),
+# etcd and the controller-manager keep running, and the same arguments start it again.
+# Holding the up/down lock keeps a concurrent `up` from taking the outage for a broken
+# plane and restarting everything. A restart that fails leaves etcd and the
+# controller-manager alone (unlike `up`), so `up` can still repair the plane.
+cmd_restart_apiserver() {
+  local secs=${1:-10} pid i t0 ms
+  [[ $secs =~ ^[0-9]+([.][0-9]+)?$ ]] || die "restart-apiserver: SECONDS must be a number, not '$secs'"
+  lock
+  pid=$(pid_of kube-apiserver) || die "kube-apiserver is not running (or not started by this script): run \`$0 up\` first"
+  pid_of etcd >/dev/null || die "etcd is not running (or not started by this script): run \`$0 up\` first"
+
+  t0=$(epoch_ms)
+  kill -KILL "$pid"
+  # A large process takes a moment to be torn down; it serves nothing from the signal on.
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -0 "$pid" 2>/dev/null && die "kube-apiserver (pid $pid) survived SIGKILL"
+  rm -f "$DIR/kube-apiserver.pid"
+  log "killed kube-apiserver (pid $pid) at $(fmt_ms "$t0") (gone $(fmt_ms $(($(epoch_ms) - t0)))s later); down for ${secs}s"
+  echo "killed $(fmt_ms "$t0")"
+  # start() truncates the log; keep the crashed run's for whoever investigates.
+  [[ -f $DIR/kube-apiserver.log ]] && mv -f "$DIR/kube-apiserver.log" "$DIR/kube-apiserver.log.prev"
+  sleep "$secs"
+
+  port_busy "$APISERVER_PORT" && die "127.0.0.1:$APISERVER_PORT was taken while the apiserver was down"
+  start_apiserver
+  DEADLINE=$(($(now_ms) + TIMEOUT * 1000))
+  until apiserver_ready; do
+    if ! pid_of kube-apiserver >/dev/null; then
+      log "kube-apiserver exited while starting again; last lines of $DIR/kube-apiserver.log:"
+      tail -n 30 "$DIR/kube-apiserver.log" >&2
+      exit 1
+    fi
+    (($(now_ms) < DEADLINE)) || die "kube-apiserver not ready ${TIMEOUT}s after its restart; see $DIR/kube-apiserver.log"
+    sleep 0.05
+  done
+  ms=$(epoch_ms)
+  log "kube-apiserver ready again (pid $(pid_of kube-apiserver)) at $(fmt_ms "$ms"), $(fmt_ms $((ms - t0)))s after the kill"
+  fmt_ms "$ms"
+}
+
 cmd_env() {
   printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_FILE"
   # shellcheck disable=SC2016 # $PATH is for the caller's eval to expand
@@ -394,8 +453,9 @@ case ${1:-} in
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
+  restart-apiserver) cmd_restart_apiserver "${@:2}" ;;
   *)
-    echo "usage: $0 up|down|status|env" >&2
+    echo "usage: $0 up|down|status|env|restart-apiserver [SECONDS]" >&2
     exit 2
     ;;
 esac
