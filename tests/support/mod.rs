@@ -2,6 +2,7 @@
 //! a client for it, the CRDs installed once, a fresh namespace per test, and kubectl.
 #![allow(dead_code)]
 
+pub mod fault;
 pub mod operator;
 
 use std::path::{Path, PathBuf};
