@@ -120,22 +120,22 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "overlap not shorter than every",
         "kind: ApiKey\nspec: {tenant: acme, rotation: {every: 1h, overlap: 1h}}",
-        "rotation.overlap must be shorter than rotation.every",
+        "spec.rotation.overlap must be shorter than spec.rotation.every",
     ),
     (
         "rotation every zero",
         "kind: ApiKey\nspec: {tenant: acme, rotation: {every: 0s}}",
-        "rotation.every must be longer than 0s",
+        "spec.rotation.every must be at least 1s",
     ),
     (
         "rotation every not a duration",
         "kind: ApiKey\nspec: {tenant: acme, rotation: {every: 30 days}}",
-        "must be a duration such as",
+        "spec.rotation.every must be a duration of at most 876000h (100 years), such as",
     ),
     (
         "negative overlap",
         "kind: ApiKey\nspec: {tenant: acme, rotation: {every: 1h, overlap: -5m}}",
-        "must be a duration such as",
+        "spec.rotation.overlap must be a duration of at most 876000h",
     ),
     (
         "api key with neither tenant nor integration",
@@ -145,12 +145,12 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "expiresAt not a date-time",
         "kind: ApiKey\nspec: {tenant: acme, expiresAt: next tuesday}",
-        "must be an RFC 3339 time",
+        "spec.expiresAt must be an RFC 3339 time",
     ),
     (
         "expiresAt without a time zone",
         "kind: ApiKey\nspec: {tenant: acme, expiresAt: '2027-01-31T00:00:00'}",
-        "must be an RFC 3339 time",
+        "spec.expiresAt must be an RFC 3339 time",
     ),
     (
         "too little entropy",
@@ -240,7 +240,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "policy duration not a duration",
         "kind: Tenant\nspec: {owners: [{name: a, kind: User}], policy: {maxLifetime: forever}}",
-        "must be a duration such as",
+        "spec.policy.maxLifetime must be a duration of at most 876000h",
     ),
     (
         "namespace that is not a namespace name",
@@ -282,6 +282,284 @@ async fn invalid_specs_are_rejected_with_a_clear_message() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    env.cleanup().await;
+}
+
+/// A kind, the path of one of its fields, and a valid spec with that field set to a value.
+type Field = (&'static str, &'static str, fn(&str) -> serde_json::Value);
+
+/// Every duration and time field of every kind, in a spec that is otherwise valid: the kind,
+/// the field's path, and the spec with the field set to a value.
+fn bounded_fields() -> Vec<Field> {
+    vec![
+        (
+            "Tenant",
+            "spec.policy.maxLifetime",
+            |v| json!({"owners": [{"name": "a", "kind": "User"}], "policy": {"maxLifetime": v}}),
+        ),
+        (
+            "Tenant",
+            "spec.policy.maxRotationInterval",
+            |v| json!({"owners": [{"name": "a", "kind": "User"}], "policy": {"maxRotationInterval": v}}),
+        ),
+        (
+            "Tenant",
+            "spec.policy.ownerGracePeriod",
+            |v| json!({"owners": [{"name": "a", "kind": "User"}], "policy": {"ownerGracePeriod": v}}),
+        ),
+        (
+            "Tenant",
+            "spec.policy.staleAfter",
+            |v| json!({"owners": [{"name": "a", "kind": "User"}], "policy": {"staleAfter": v}}),
+        ),
+        (
+            "Tenant",
+            "spec.endsAt",
+            |v| json!({"owners": [{"name": "a", "kind": "User"}], "endsAt": v}),
+        ),
+        (
+            "PartnerIntegration",
+            "spec.expiresAt",
+            |v| json!({"tenant": "acme", "owner": "a", "partner": {"name": "P"}, "expiresAt": v}),
+        ),
+        (
+            "ApiKey",
+            "spec.rotation.every",
+            |v| json!({"tenant": "acme", "rotation": {"every": v}}),
+        ),
+        (
+            "ApiKey",
+            "spec.rotation.overlap",
+            |v| json!({"tenant": "acme", "rotation": {"every": "876000h", "overlap": v}}),
+        ),
+        (
+            "ApiKey",
+            "spec.expiresAt",
+            |v| json!({"tenant": "acme", "expiresAt": v}),
+        ),
+        (
+            "ServiceAccountCredential",
+            "spec.tokenTTL",
+            |v| json!({"tenant": "acme", "tokenTTL": v}),
+        ),
+        (
+            "ServiceAccountCredential",
+            "spec.refreshBefore",
+            |v| json!({"tenant": "acme", "tokenTTL": "876000h", "refreshBefore": v}),
+        ),
+        (
+            "ServiceAccountCredential",
+            "spec.expiresAt",
+            |v| json!({"tenant": "acme", "expiresAt": v}),
+        ),
+    ]
+}
+
+fn is_time_field(path: &str) -> bool {
+    path.ends_with("At")
+}
+
+/// Durations no field admits: beyond 876000h (some beyond Go's 2562047h, where `duration()`
+/// itself fails), outside the admitted syntax, or not durations at all. `1h1h` is valid Go
+/// but each unit may appear once; `0.0000000000000000001h` is 0, hostile only where the
+/// field has a minimum (below).
+const HOSTILE_DURATIONS: &[&str] = &[
+    "99999999999999999999h",
+    "876001h",
+    "876000h1ns",
+    "2562048h",
+    "9999999h",
+    "99999999999h",
+    "999999h9999999m999999999s",
+    "1h1h",
+    "30m1h",
+    "",
+    "0",
+    "-5m",
+    "1d",
+    "30 days",
+    "1e3s",
+];
+
+/// Values under a field's minimum, for the fields that have one.
+fn under_minimum(path: &str) -> &'static [&'static str] {
+    match path {
+        "spec.rotation.every" | "spec.policy.maxRotationInterval" => {
+            &["0s", "0.5s", "999ms", "1ns", "0.0000000000000000001h"]
+        }
+        "spec.tokenTTL" => &["9m59.999999999s", "1ns", "0s"],
+        "spec.refreshBefore" => &["0s", "0.0000000000000000001h"],
+        _ => &[],
+    }
+}
+
+/// Times outside years 1970-9999 (in UTC), impossible dates, and forms without a zone.
+const HOSTILE_TIMES: &[&str] = &[
+    "1969-12-31T23:59:59Z",
+    "10000-01-01T00:00:00Z",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:00:00-05:00",
+    "9999-12-31T23:59:59.5Z",
+    "1970-01-01T00:30:00+01:00",
+    "2027-13-01T00:00:00Z",
+    "2027-02-30T00:00:00Z",
+    "2027-02-29T00:00:00Z",
+    "2027-01-31T24:00:00Z",
+    "2027-01-31T00:00:00",
+    "",
+];
+
+/// Values at the edges that every field of the kind admits.
+fn edges(path: &str) -> &'static [&'static str] {
+    if is_time_field(path) {
+        return &[
+            "1970-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "9999-12-31T23:59:59+01:00",
+            "2028-02-29T00:00:00Z",
+            "2027-01-31T00:00:00.123456789-05:00",
+        ];
+    }
+    match path {
+        "spec.tokenTTL" => &["876000h", "10m", "1h30m", "1.5h"],
+        "spec.refreshBefore" | "spec.rotation.overlap" => &[
+            "875999h59m59s999ms999us999ns",
+            "1s",
+            "1h30m",
+            "1.5h",
+            "300ms",
+            "1µs",
+        ],
+        _ => &["876000h", "1s", "1h30m", "1.5h"],
+    }
+}
+
+async fn dry_run_spec(
+    env: &TestEnv,
+    kind: &str,
+    spec: serde_json::Value,
+) -> Result<(), kube::Error> {
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "keyward.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": format!("bounds-{}", env.ns)},
+        "spec": spec,
+    }))
+    .expect("a keyward object");
+    dry_run_create(env, object).await
+}
+
+#[tokio::test]
+async fn hostile_durations_and_times_are_rejected_naming_the_field() {
+    let env = TestEnv::new("bounds").await;
+    let long = "9".repeat(100) + "h";
+    let long_time = "2027-01-31T00:00:00.".to_owned() + &"1".repeat(100) + "Z";
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (kind, path, spec) in bounded_fields() {
+        let mut hostile: Vec<&str> = if is_time_field(path) {
+            HOSTILE_TIMES.to_vec()
+        } else {
+            HOSTILE_DURATIONS
+                .iter()
+                .chain(under_minimum(path))
+                .copied()
+                .collect()
+        };
+        let too_long = if is_time_field(path) {
+            &long_time
+        } else {
+            &long
+        };
+        hostile.push(too_long);
+        for value in hostile {
+            checked += 1;
+            match dry_run_spec(&env, kind, spec(value)).await {
+                Ok(()) => failures.push(format!("{kind} {path}: {value:?} admitted")),
+                Err(kube::Error::Api(status)) if status.is_invalid() => {
+                    let message = &status.message;
+                    // The rule's own message, naming the field; over maxLength the API
+                    // server's length check (with the path) may come alone.
+                    let named = message.contains(&format!("{path} must"))
+                        || (value == too_long && message.contains(path));
+                    if !named
+                        || message.contains("type conversion error")
+                        || message.contains("no such overload")
+                    {
+                        failures.push(format!("{kind} {path}: {value:?}: {message}"));
+                    }
+                }
+                Err(err) => failures.push(format!("{kind} {path}: {value:?}: {err}")),
+            }
+        }
+        for value in edges(path) {
+            checked += 1;
+            if let Err(err) = dry_run_spec(&env, kind, spec(value)).await {
+                failures.push(format!("{kind} {path}: {value:?} rejected: {err}"));
+            }
+        }
+    }
+    assert!(checked > 200, "{checked}");
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_hostile_operand_gives_only_its_own_fields_message() {
+    let env = TestEnv::new("operands").await;
+    for (kind, spec, path, other) in [
+        (
+            "ApiKey",
+            json!({"tenant": "acme", "rotation": {"every": "99999999999h", "overlap": "1h"}}),
+            "spec.rotation.every",
+            "spec.rotation.overlap must be shorter",
+        ),
+        (
+            "ApiKey",
+            json!({"tenant": "acme", "rotation": {"every": "1h", "overlap": "2562048h"}}),
+            "spec.rotation.overlap",
+            "spec.rotation.overlap must be shorter",
+        ),
+        (
+            // Admitted syntax, beyond the bound: compared, it would also break the rule.
+            "ApiKey",
+            json!({"tenant": "acme", "rotation": {"every": "876000h", "overlap": "876001h"}}),
+            "spec.rotation.overlap",
+            "spec.rotation.overlap must be shorter",
+        ),
+        (
+            "ServiceAccountCredential",
+            json!({"tenant": "acme", "tokenTTL": "1h", "refreshBefore": "999999h"}),
+            "spec.refreshBefore",
+            "spec.refreshBefore must be shorter",
+        ),
+        (
+            "ServiceAccountCredential",
+            json!({"tenant": "acme", "tokenTTL": "99999999999h", "refreshBefore": "20m"}),
+            "spec.tokenTTL",
+            "spec.refreshBefore must be shorter",
+        ),
+        (
+            "ServiceAccountCredential",
+            json!({"tenant": "acme", "refreshBefore": "99999999999999999999h"}),
+            "spec.refreshBefore",
+            "spec.refreshBefore must be shorter",
+        ),
+    ] {
+        let Err(kube::Error::Api(status)) = dry_run_spec(&env, kind, spec.clone()).await else {
+            panic!("{spec} admitted");
+        };
+        let message = &status.message;
+        assert!(
+            message.contains(&format!("{path} must be a duration of at most 876000h")),
+            "{spec}: {message}"
+        );
+        assert!(!message.contains(other), "{spec}: {message}");
+        assert!(
+            !message.contains("type conversion error"),
+            "{spec}: {message}"
+        );
+    }
     env.cleanup().await;
 }
 

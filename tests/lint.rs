@@ -410,7 +410,7 @@ fn a_malformed_duration_fails_its_admission_rule() {
     assert_eq!(
         m.problems(),
         [
-            "./objects.yaml: ApiKey/acme-prod/key: spec.rotation.every: must be a duration such as \"720h\", \"90s\" or \"1h30m\""
+            "./objects.yaml: ApiKey/acme-prod/key: spec.rotation.every: spec.rotation.every must be a duration of at most 876000h (100 years), such as \"720h\", \"90s\" or \"1h30m\""
         ]
     );
 }
@@ -425,10 +425,131 @@ fn a_malformed_time_fails_its_admission_rule() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
         lines[0].starts_with(
-            "./objects.yaml: ApiKey/acme-prod/key: spec.expiresAt: must be an RFC 3339 time"
+            "./objects.yaml: ApiKey/acme-prod/key: spec.expiresAt: spec.expiresAt must be an RFC 3339 time"
         ),
         "{lines:?}"
     );
+}
+
+/// Durations and times no bound admits, in every duration and time field of every kind:
+/// each object gets a line that names the field, lint exits 1, and nothing panics.
+#[test]
+fn hostile_durations_and_times_are_reported_on_their_field() {
+    let durations = [
+        "99999999999999999999h",
+        "876001h",
+        "2562048h",
+        "9999999h",
+        "1h1h",
+        "\"\"",
+        "-5m",
+    ];
+    let times = [
+        "1969-12-31T23:59:59Z",
+        "10000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:00:00-05:00",
+        "2027-13-01T00:00:00Z",
+        "2027-02-30T00:00:00Z",
+    ];
+    let mut docs = Vec::new();
+    let mut expected = Vec::new();
+    let mut add = |kind: &str, path: &str, spec: String| {
+        let name = format!("o{}", docs.len());
+        let namespace = if kind == "Tenant" {
+            String::new()
+        } else {
+            "\n  namespace: acme-prod".to_owned()
+        };
+        docs.push(format!(
+            "apiVersion: keyward.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}{namespace}\nspec: {spec}\n"
+        ));
+        let ns = if kind == "Tenant" { "" } else { "acme-prod" };
+        expected.push((format!("{kind}/{ns}/{name}: "), path.to_owned()));
+    };
+    for d in durations {
+        for field in [
+            "maxLifetime",
+            "maxRotationInterval",
+            "ownerGracePeriod",
+            "staleAfter",
+        ] {
+            add(
+                "Tenant",
+                &format!("spec.policy.{field}"),
+                format!("{{owners: [{{name: a, kind: User}}], policy: {{{field}: {d}}}}}"),
+            );
+        }
+        add(
+            "ApiKey",
+            "spec.rotation.every",
+            format!("{{integration: globex, rotation: {{every: {d}}}}}"),
+        );
+        add(
+            "ApiKey",
+            "spec.rotation.overlap",
+            format!("{{integration: globex, rotation: {{every: 876000h, overlap: {d}}}}}"),
+        );
+        add(
+            "ServiceAccountCredential",
+            "spec.tokenTTL",
+            format!("{{integration: globex, tokenTTL: {d}}}"),
+        );
+    }
+    // At least 1s: 0.0000000000000000001h is 0 in Go's arithmetic (and admitted as 0 where
+    // 0s is).
+    for d in ["0s", "0.5s", "999ms", "1ns", "0.0000000000000000001h"] {
+        add(
+            "ApiKey",
+            "spec.rotation.every",
+            format!("{{integration: globex, rotation: {{every: {d}}}}}"),
+        );
+        add(
+            "Tenant",
+            "spec.policy.maxRotationInterval",
+            format!("{{owners: [{{name: a, kind: User}}], policy: {{maxRotationInterval: {d}}}}}"),
+        );
+    }
+    for t in times {
+        add(
+            "Tenant",
+            "spec.endsAt",
+            format!("{{owners: [{{name: a, kind: User}}], endsAt: \"{t}\"}}"),
+        );
+        add(
+            "PartnerIntegration",
+            "spec.expiresAt",
+            format!("{{tenant: acme, owner: alice, partner: {{name: P}}, expiresAt: \"{t}\"}}"),
+        );
+        add(
+            "ApiKey",
+            "spec.expiresAt",
+            format!("{{integration: globex, expiresAt: \"{t}\"}}"),
+        );
+        add(
+            "ServiceAccountCredential",
+            "spec.expiresAt",
+            format!("{{integration: globex, expiresAt: \"{t}\"}}"),
+        );
+    }
+    let m = with_acme(&docs.join("---\n"));
+    let run = m.lint(&["."]);
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    let lines = run.lines();
+    for (object, path) in expected {
+        let messages: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l.split_once(&object).map(|(_, m)| m))
+            .collect();
+        assert!(
+            messages.iter().any(|m| m.contains(&format!("{path} must"))),
+            "no line names {path} for {object}:\n{}",
+            run.stdout
+        );
+        for message in messages {
+            assert!(!message.contains("error"), "{object}: {message}");
+        }
+    }
 }
 
 #[test]
@@ -440,7 +561,7 @@ fn overlap_must_be_shorter_than_every() {
     assert_eq!(
         m.problems(),
         [
-            "./objects.yaml: ApiKey/acme-prod/key: spec.rotation: rotation.overlap must be shorter than rotation.every"
+            "./objects.yaml: ApiKey/acme-prod/key: spec.rotation: spec.rotation.overlap must be shorter than spec.rotation.every"
         ]
     );
 }

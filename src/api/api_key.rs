@@ -6,7 +6,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{GoDuration, Timestamp, conditions_schema};
+use super::{
+    GoDuration, Timestamp, cel_duration_bound, cel_is_duration, conditions_schema,
+    status_time_schema,
+};
 
 /// Desired state of an ApiKey.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,12 +152,18 @@ pub enum Encoding {
 
 /// Scheduled rotation of an ApiKey.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = Rule::new("!has(self.overlap) || duration(self.overlap) < duration(self.every)").message("rotation.overlap must be shorter than rotation.every"))]
+// Both operands are checked first: one its own field's rule refuses is reported by that
+// rule alone, never as a failure of this one.
+#[x_kube(validation = Rule::new(format!(
+    "!has(self.overlap) || !{} || !{} || duration(self.overlap) < duration(self.every)",
+    cel_is_duration("self.overlap"),
+    cel_is_duration("self.every"),
+)).message("{field}.overlap must be shorter than {field}.every"))]
 #[serde(rename_all = "camelCase")]
 pub struct Rotation {
-    /// Interval between rotations, e.g. `720h`. The tenant's `maxRotationInterval` may
-    /// shorten it.
-    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("rotation.every must be longer than 0s"))]
+    /// Interval between rotations, e.g. `720h`, at least `1s`. The tenant's
+    /// `maxRotationInterval` may shorten it.
+    #[x_kube(validation = Rule::new(cel_duration_bound(">=", "1s")).message("{field} must be at least 1s"))]
     pub every: GoDuration,
 
     /// How long the previous value keeps being served (under `<key>-previous`) after a
@@ -235,21 +244,27 @@ pub struct ApiKeyStatus {
     pub fingerprint: Option<String>,
     /// First issue of the current lineage of values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_time_schema")]
     pub issued_at: Option<Timestamp>,
     /// When the current generation of the spec was first seen; `maxLifetime` counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_time_schema")]
     pub renewed_at: Option<Timestamp>,
     /// Last rotation (or the first issue).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_time_schema")]
     pub last_rotated_at: Option<Timestamp>,
     /// Next scheduled rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_time_schema")]
     pub next_rotation_at: Option<Timestamp>,
     /// Until when the previous value is still served; present only during an overlap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_time_schema")]
     pub previous_valid_until: Option<Timestamp>,
     /// Effective expiry, if any deadline applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_time_schema")]
     pub expires_at: Option<Timestamp>,
     /// Last value of the `keyward.io/rotate` annotation acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

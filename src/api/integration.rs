@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Timestamp, conditions_schema};
+use super::{Timestamp, conditions_schema, status_time_schema};
 
 /// Desired state of a PartnerIntegration. Credentials that reference it expire when it
 /// expires and are revoked when it is suspended or loses its owner.
@@ -107,6 +107,7 @@ pub struct PartnerIntegrationStatus {
 
     /// Effective expiry: the earliest of its own `expiresAt` and its tenant's `endsAt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_time_schema")]
     pub expires_at: Option<Timestamp>,
 
     /// Number of credentials that reference this integration.

@@ -6,7 +6,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{CredentialState, GoDuration, Timestamp, conditions_schema};
+use super::{
+    CredentialState, GoDuration, Timestamp, cel_duration_bound, cel_is_duration, conditions_schema,
+    status_time_schema,
+};
 
 /// Desired state of a ServiceAccountCredential. Expiry and revocation delete the
 /// ServiceAccount, which invalidates every token issued for it.
@@ -49,7 +52,13 @@ use super::{CredentialState, GoDuration, Timestamp, conditions_schema};
     selectable = ".status.state"
 )]
 #[x_kube(validation = Rule::new("has(self.tenant) || has(self.integration)").message("spec.tenant is required when spec.integration is not set"))]
-#[x_kube(validation = Rule::new("!has(self.refreshBefore) || duration(self.refreshBefore) < (has(self.tokenTTL) ? duration(self.tokenTTL) : duration('1h'))").message("spec.refreshBefore must be shorter than spec.tokenTTL (default 1h)"))]
+// Both operands are checked first: one its own field's rule refuses is reported by that
+// rule alone, never as a failure of this one.
+#[x_kube(validation = Rule::new(format!(
+    "!has(self.refreshBefore) || !{} || (has(self.tokenTTL) && !{}) || duration(self.refreshBefore) < (has(self.tokenTTL) ? duration(self.tokenTTL) : duration('1h'))",
+    cel_is_duration("self.refreshBefore"),
+    cel_is_duration("self.tokenTTL"),
+)).message("{field}.refreshBefore must be shorter than {field}.tokenTTL (default 1h)"))]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceAccountCredentialSpec {
     /// PartnerIntegration in this namespace that this credential serves. The credential
@@ -84,13 +93,13 @@ pub struct ServiceAccountCredentialSpec {
 
     /// Lifetime of each token. Default `1h`; at least `10m`, the API server's minimum.
     #[serde(rename = "tokenTTL", default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('10m')").message("spec.tokenTTL must be at least 10m, the API server's minimum token lifetime"))]
+    #[x_kube(validation = Rule::new(cel_duration_bound(">=", "10m")).message("{field} must be at least 10m, the API server's minimum token lifetime"))]
     pub token_ttl: Option<GoDuration>,
 
     /// How long before a token expires it is replaced. Default: one third of `tokenTTL`;
     /// shorter than `tokenTTL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("spec.refreshBefore must be longer than 0s"))]
+    #[x_kube(validation = Rule::new(cel_duration_bound(">", "0s")).message("{field} must be longer than 0s"))]
     pub refresh_before: Option<GoDuration>,
 
     /// Where the current token is served.
@@ -144,21 +153,27 @@ pub struct ServiceAccountCredentialStatus {
     pub service_account_uid: Option<String>,
     /// Expiry of the token currently served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_time_schema")]
     pub token_expires_at: Option<Timestamp>,
     /// When the current token was issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_time_schema")]
     pub last_issued_at: Option<Timestamp>,
     /// When the current token will be replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_time_schema")]
     pub next_refresh_at: Option<Timestamp>,
     /// First issue of the current lineage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_time_schema")]
     pub issued_at: Option<Timestamp>,
     /// When the current generation of the spec was first seen; `maxLifetime` counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_time_schema")]
     pub renewed_at: Option<Timestamp>,
     /// Effective expiry, if any deadline applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_time_schema")]
     pub expires_at: Option<Timestamp>,
     /// Last value of the `keyward.io/rotate` annotation acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

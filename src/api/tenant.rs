@@ -6,7 +6,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{GoDuration, Owner, Timestamp, conditions_schema, namespaces_schema, owners_schema};
+use super::{
+    GoDuration, Owner, Timestamp, cel_duration_bound, conditions_schema, namespaces_schema,
+    owners_schema,
+};
 
 /// Desired state of a Tenant.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,15 +101,17 @@ pub enum TenantState {
 
 /// Ceilings on the credentials of a tenant. Every field is optional; along a chain of
 /// parents the strictest value wins.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantPolicy {
     /// Longest life of a credential after its last spec change (renewal), e.g. `2160h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lifetime: Option<GoDuration>,
 
-    /// Longest allowed rotation interval; a credential that rotates less often is clamped to it.
+    /// Longest allowed rotation interval, at least `1s`; a credential that rotates less often
+    /// is clamped to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(cel_duration_bound(">=", "1s")).message("{field} must be at least 1s"))]
     pub max_rotation_interval: Option<GoDuration>,
 
     /// When true, a credential with no effective expiry is Invalid and never issued.

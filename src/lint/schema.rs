@@ -3,10 +3,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::LazyLock;
 
 use kube::core::cel::{CompiledSchema, ErrorKind, ValidationError, Validator};
 use regex::Regex;
 use serde_json::Value;
+
+use crate::api::GoDuration;
 
 /// A problem at a field path of an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -314,7 +317,8 @@ pub(super) fn rule_errors(
     value: &Value,
     structural: &[FieldError],
 ) -> Vec<FieldError> {
-    let Err(failures) = validator.validate_compiled(compiled, value, None) else {
+    let value = offline_view(schema, value);
+    let Err(failures) = validator.validate_compiled(compiled, &value, None) else {
         return Vec::new();
     };
     let failures = failures.into_vec();
@@ -362,6 +366,75 @@ pub(super) fn rule_errors(
         });
     }
     found
+}
+
+/// The object as the CEL rules are evaluated on it offline. The CEL library's `duration()`
+/// is not Go's: it knows no `µs`, stops reading at a unit it does not know, and computes in
+/// floating point, a nanosecond off at times. So every duration in the syntax admission
+/// accepts is handed to it in the canonical spelling of its value as Go (and keyward's
+/// parser) computes it, which the library reads exactly: the rules then decide as the API
+/// server does. Anything else is left as written, for the rules to reject.
+fn offline_view(schema: &Value, value: &Value) -> Value {
+    let mut value = value.clone();
+    canonical_durations(schema, &mut value, &duration_rule());
+    value
+}
+
+/// The rule every duration field carries (from the type's schema).
+fn duration_rule() -> String {
+    crate::api::cel_is_duration("self")
+}
+
+fn canonical_durations(schema: &Value, value: &mut Value, marker: &str) {
+    match value {
+        Value::String(text) => {
+            let is_duration = schema
+                .get("x-kubernetes-validations")
+                .and_then(Value::as_array)
+                .is_some_and(|rules| {
+                    rules.iter().any(|r| {
+                        r.get("rule")
+                            .and_then(Value::as_str)
+                            .is_some_and(|rule| rule.starts_with(marker))
+                    })
+                });
+            if is_duration && admitted_duration(text) {
+                match GoDuration(text.clone()).parse() {
+                    Ok(d) => {
+                        if let Some(canonical) = GoDuration::from_duration(d) {
+                            *text = canonical.0;
+                        }
+                    }
+                    // Longer than any bound: only the micro sign needs spelling out for the
+                    // library to see that it is too long.
+                    Err(_) => *text = text.replace('\u{b5}', "u"),
+                }
+            }
+        }
+        Value::Object(map) => {
+            if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+                for (name, child) in map.iter_mut() {
+                    if let Some(child_schema) = properties.get(name) {
+                        canonical_durations(child_schema, child, marker);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for item in items {
+                    canonical_durations(item_schema, item, marker);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn admitted_duration(text: &str) -> bool {
+    static PATTERN: LazyLock<Option<Regex>> =
+        LazyLock::new(|| Regex::new(crate::api::DURATION_PATTERN).ok());
+    !text.is_empty() && PATTERN.as_ref().is_some_and(|re| re.is_match(text))
 }
 
 /// The message of the rule `rule` at the schema node of the data path `path`
@@ -550,6 +623,255 @@ mod tests {
         assert_eq!(rule_message(&schema, "a", "r"), Some("about a"));
         assert_eq!(rule_message(&schema, "b[3]", "r"), Some("about b"));
         assert_eq!(rule_message(&schema, "c", "r"), None);
+    }
+
+    /// Structural and rule errors of a keyward object with this spec, as lint finds them.
+    fn keyward_errors(kind: &str, spec: Value) -> Vec<String> {
+        let crd = crate::crd::all()
+            .into_iter()
+            .find(|c| c.spec.names.kind == kind)
+            .expect("a keyward kind");
+        let schema =
+            serde_json::to_value(&crd.spec.versions[0].schema).expect("schema")["openAPIV3Schema"]
+                .clone();
+        let mut value = serde_json::json!({"spec": spec});
+        let mut patterns = HashMap::new();
+        let mut structural = Vec::new();
+        Walker {
+            patterns: &mut patterns,
+            errors: &mut structural,
+        }
+        .check(&schema, &mut value, "");
+        let rules = rule_errors(
+            &Validator::new(),
+            &schema,
+            &compile_schema(&schema),
+            &value,
+            &structural,
+        );
+        structural
+            .iter()
+            .chain(&rules)
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// A kind, the path of one of its fields, and a valid spec with that field set to a value.
+    type Field = (&'static str, &'static str, fn(&str) -> Value);
+
+    /// Where each duration and time field sits, in a spec that is otherwise valid, with a
+    /// field path and a way to set it.
+    fn fields() -> Vec<Field> {
+        use serde_json::json;
+        vec![
+            (
+                "Tenant",
+                "spec.policy.maxLifetime",
+                |v| json!({"owners": [{"name": "a", "kind": "User"}], "policy": {"maxLifetime": v}}),
+            ),
+            (
+                "Tenant",
+                "spec.policy.maxRotationInterval",
+                |v| json!({"owners": [{"name": "a", "kind": "User"}], "policy": {"maxRotationInterval": v}}),
+            ),
+            (
+                "Tenant",
+                "spec.policy.ownerGracePeriod",
+                |v| json!({"owners": [{"name": "a", "kind": "User"}], "policy": {"ownerGracePeriod": v}}),
+            ),
+            (
+                "Tenant",
+                "spec.policy.staleAfter",
+                |v| json!({"owners": [{"name": "a", "kind": "User"}], "policy": {"staleAfter": v}}),
+            ),
+            (
+                "Tenant",
+                "spec.endsAt",
+                |v| json!({"owners": [{"name": "a", "kind": "User"}], "endsAt": v}),
+            ),
+            (
+                "PartnerIntegration",
+                "spec.expiresAt",
+                |v| json!({"tenant": "a", "owner": "a", "partner": {"name": "P"}, "expiresAt": v}),
+            ),
+            (
+                "ApiKey",
+                "spec.rotation.every",
+                |v| json!({"tenant": "a", "rotation": {"every": v}}),
+            ),
+            (
+                "ApiKey",
+                "spec.rotation.overlap",
+                |v| json!({"tenant": "a", "rotation": {"every": "876000h", "overlap": v}}),
+            ),
+            (
+                "ApiKey",
+                "spec.expiresAt",
+                |v| json!({"tenant": "a", "expiresAt": v}),
+            ),
+            (
+                "ServiceAccountCredential",
+                "spec.tokenTTL",
+                |v| json!({"tenant": "a", "tokenTTL": v}),
+            ),
+            (
+                "ServiceAccountCredential",
+                "spec.refreshBefore",
+                |v| json!({"tenant": "a", "tokenTTL": "876000h", "refreshBefore": v}),
+            ),
+            (
+                "ServiceAccountCredential",
+                "spec.expiresAt",
+                |v| json!({"tenant": "a", "expiresAt": v}),
+            ),
+        ]
+    }
+
+    fn is_time(path: &str) -> bool {
+        path.ends_with("At")
+    }
+
+    const HOSTILE_DURATIONS: &[&str] = &[
+        "99999999999999999999h",
+        "876001h",
+        "876000h1ns",
+        "2562048h",
+        "9999999h",
+        "99999999999h",
+        "999999h9999999m",
+        "1h1h",
+        "30m1h",
+        "",
+        "0",
+        "-5m",
+        "+5m",
+        "1d",
+        "30 days",
+        "1e3s",
+        "µs",
+        "5.h",
+        ".5h",
+    ];
+
+    const HOSTILE_TIMES: &[&str] = &[
+        "1969-12-31T23:59:59Z",
+        "10000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:00:00-05:00",
+        "9999-12-31T23:59:59.5Z",
+        "1970-01-01T00:30:00+01:00",
+        "2027-13-01T00:00:00Z",
+        "2027-02-30T00:00:00Z",
+        "2027-02-29T00:00:00Z",
+        "2027-01-31T24:00:00Z",
+        "2027-01-31T00:00:00",
+        "2027-01-31",
+        "",
+    ];
+
+    /// Values beyond what the rule of one field admits, on top of the hostile ones.
+    fn below_minimum(path: &str) -> &'static [&'static str] {
+        match path {
+            "spec.rotation.every" | "spec.policy.maxRotationInterval" => {
+                &["0s", "0.5s", "999ms", "1ns", "0.0000000000000000001h"]
+            }
+            "spec.tokenTTL" => &["9m59.999999999s", "1ns", "0s"],
+            "spec.refreshBefore" => &["0s", "0.0000000000000000001h"],
+            _ => &[],
+        }
+    }
+
+    #[test]
+    fn hostile_durations_and_times_are_rejected_offline_with_the_field_named() {
+        let long = "9".repeat(100) + "h";
+        for (kind, path, spec) in fields() {
+            let hostile: Vec<&str> = if is_time(path) {
+                HOSTILE_TIMES.to_vec()
+            } else {
+                HOSTILE_DURATIONS
+                    .iter()
+                    .chain(below_minimum(path))
+                    .copied()
+                    .chain([long.as_str()])
+                    .collect()
+            };
+            for value in hostile {
+                let errors = keyward_errors(kind, spec(value));
+                assert!(!errors.is_empty(), "{kind} {path}: {value:?} admitted");
+                for error in &errors {
+                    assert!(
+                        error.starts_with(&format!("{path} "))
+                            || error.starts_with(&format!("{path}: ")),
+                        "{kind} {path}: {value:?}: {error}"
+                    );
+                    assert!(
+                        !error.contains("conversion")
+                            && !error.contains("error")
+                            && !error.contains("cannot check"),
+                        "{kind} {path}: {value:?}: {error}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn edge_durations_and_times_are_admitted_offline() {
+        for (kind, path, spec) in fields() {
+            let edges: &[&str] = if is_time(path) {
+                &[
+                    "1970-01-01T00:00:00Z",
+                    "9999-12-31T23:59:59Z",
+                    "9999-12-31T23:59:59+01:00",
+                    "1970-01-01T00:00:00-01:00",
+                    "2028-02-29T00:00:00Z",
+                    "2027-01-31T00:00:00.123456789+05:30",
+                ]
+            } else if path == "spec.tokenTTL" {
+                &["876000h", "10m", "600s", "1h30m", "1.5h", "0.25h", "9m60s"]
+            } else if path == "spec.refreshBefore" || path == "spec.rotation.overlap" {
+                &[
+                    "875999h59m59s999ms999us999ns",
+                    "1s",
+                    "1h30m",
+                    "1.5h",
+                    "300ms",
+                    "1µs",
+                    "1ns",
+                ]
+            } else {
+                &[
+                    "876000h",
+                    "1s",
+                    "1h30m",
+                    "1.5h",
+                    "1000ms",
+                    "1h0.5m",
+                    "0.5s500ms",
+                ]
+            };
+            for value in edges {
+                assert_eq!(
+                    keyward_errors(kind, spec(value)),
+                    Vec::<String>::new(),
+                    "{kind} {path}: {value:?}"
+                );
+            }
+        }
+        // overlap and refreshBefore are compared with their partner to the nanosecond.
+        let key = |every: &str, overlap: &str| {
+            keyward_errors(
+                "ApiKey",
+                serde_json::json!({"tenant": "a", "rotation": {"every": every, "overlap": overlap}}),
+            )
+        };
+        // The CEL library alone reads 1.3s as 1299999999ns and µs not at all.
+        let equal =
+            ["spec.rotation: spec.rotation.overlap must be shorter than spec.rotation.every"];
+        assert_eq!(key("1.3s", "1s300ms"), equal);
+        assert_eq!(key("1s", "1000000µs"), equal);
+        assert_eq!(key("1s", "999999999ns"), Vec::<String>::new());
+        assert_eq!(key("2h", "1h59m59.999999999s"), Vec::<String>::new());
     }
 
     #[test]
