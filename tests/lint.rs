@@ -410,7 +410,7 @@ fn a_malformed_duration_fails_its_admission_rule() {
     assert_eq!(
         m.problems(),
         [
-            "./objects.yaml: ApiKey/acme-prod/key: spec.rotation.every: spec.rotation.every must be a duration of at most 876000h (100 years), such as \"720h\", \"90s\" or \"1h30m\""
+            "./objects.yaml: ApiKey/acme-prod/key: spec.rotation.every must be a duration of at most 876000h (100 years), such as \"720h\", \"90s\" or \"1h30m\""
         ]
     );
 }
@@ -425,7 +425,7 @@ fn a_malformed_time_fails_its_admission_rule() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
         lines[0].starts_with(
-            "./objects.yaml: ApiKey/acme-prod/key: spec.expiresAt: spec.expiresAt must be an RFC 3339 time"
+            "./objects.yaml: ApiKey/acme-prod/key: spec.expiresAt must be an RFC 3339 time"
         ),
         "{lines:?}"
     );
@@ -542,7 +542,9 @@ fn hostile_durations_and_times_are_reported_on_their_field() {
             .filter_map(|l| l.split_once(&object).map(|(_, m)| m))
             .collect();
         assert!(
-            messages.iter().any(|m| m.contains(&format!("{path} must"))),
+            messages
+                .iter()
+                .any(|m| m.starts_with(&format!("{path} must"))),
             "no line names {path} for {object}:\n{}",
             run.stdout
         );
@@ -561,7 +563,7 @@ fn overlap_must_be_shorter_than_every() {
     assert_eq!(
         m.problems(),
         [
-            "./objects.yaml: ApiKey/acme-prod/key: spec.rotation: spec.rotation.overlap must be shorter than spec.rotation.every"
+            "./objects.yaml: ApiKey/acme-prod/key: spec.rotation.overlap must be shorter than spec.rotation.every"
         ]
     );
 }
@@ -572,7 +574,7 @@ fn a_credential_needs_a_tenant_or_an_integration() {
     assert_eq!(
         m.problems(),
         [
-            "./objects.yaml: ApiKey/acme-prod/key: spec: spec.tenant is required when spec.integration is not set"
+            "./objects.yaml: ApiKey/acme-prod/key: spec.tenant is required when spec.integration is not set"
         ]
     );
 }
@@ -585,7 +587,7 @@ fn a_token_ttl_below_the_api_server_minimum() {
     assert_eq!(
         m.problems(),
         [
-            "./objects.yaml: ServiceAccountCredential/acme-prod/sa: spec.tokenTTL: spec.tokenTTL must be at least 10m, the API server's minimum token lifetime"
+            "./objects.yaml: ServiceAccountCredential/acme-prod/sa: spec.tokenTTL must be at least 10m, the API server's minimum token lifetime"
         ]
     );
 }

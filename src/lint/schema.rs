@@ -20,7 +20,13 @@ pub struct FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
+        // keyward's own rule messages start with the field they are about
+        // (`spec.rotation.every must be …`); those need no path in front.
+        let names_itself = self
+            .message
+            .strip_prefix(self.path.as_str())
+            .is_some_and(|rest| rest.starts_with([' ', '.', '[']));
+        if self.path.is_empty() || names_itself {
             f.write_str(&self.message)
         } else {
             write!(f, "{}: {}", self.path, self.message)
@@ -866,12 +872,29 @@ mod tests {
             )
         };
         // The CEL library alone reads 1.3s as 1299999999ns and µs not at all.
-        let equal =
-            ["spec.rotation: spec.rotation.overlap must be shorter than spec.rotation.every"];
+        let equal = ["spec.rotation.overlap must be shorter than spec.rotation.every"];
         assert_eq!(key("1.3s", "1s300ms"), equal);
         assert_eq!(key("1s", "1000000µs"), equal);
         assert_eq!(key("1s", "999999999ns"), Vec::<String>::new());
         assert_eq!(key("2h", "1h59m59.999999999s"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_message_that_names_its_field_is_printed_without_the_path() {
+        let error = |path: &str, message: &str| {
+            FieldError {
+                path: path.into(),
+                message: message.into(),
+            }
+            .to_string()
+        };
+        assert_eq!(error("spec.a", "spec.a must be 1"), "spec.a must be 1");
+        assert_eq!(error("spec", "spec.a must be 1"), "spec.a must be 1");
+        assert_eq!(error("spec.a", "must be 1"), "spec.a: must be 1");
+        assert_eq!(
+            error("spec.a", "spec.ab must be 1"),
+            "spec.a: spec.ab must be 1"
+        );
     }
 
     #[test]
