@@ -50,15 +50,14 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
-/// The latest time any decision produces: the end of year 9999, the last time the
-/// contract's bounds admit.
+/// The latest time any decision produces: the last time the contract's bounds admit.
 pub fn max_time() -> DateTime<Utc> {
-    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    crate::api::MAX_TIME
 }
 
 /// The earliest time any decision produces: the UNIX epoch.
 pub fn min_time() -> DateTime<Utc> {
-    DateTime::UNIX_EPOCH
+    crate::api::MIN_TIME
 }
 
 /// `t + d`, saturating at [`min_time`] and [`max_time`]: arithmetic on user-supplied times
