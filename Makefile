@@ -40,8 +40,9 @@ test: ## Everything CI runs: lint, unit tests, and integration tests on a local 
 	hack/test.sh
 
 .PHONY: bench
-bench: cluster-up ## Benchmark: the inventory's sync time and memory with 100,000 Secrets (run alone)
+bench: cluster-up ## Benchmarks (run alone): the inventory with 100,000 Secrets; the cost of one Tenant change among 1,300
 	$(CARGO) bench --locked --bench inventory
+	$(CARGO) bench --locked --bench tenancy
 
 .PHONY: cluster-up
 cluster-up: ## Build (once) and start etcd, kube-apiserver and kube-controller-manager on 127.0.0.1
