@@ -358,6 +358,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         seen_tenants: BTreeMap::new(),
         seen_integrations: BTreeMap::new(),
         tenancy_ready: tenancy_ready_tx,
+        listed: BTreeSet::new(),
     };
     parts.spawn(
         "fan-out",
@@ -635,6 +636,8 @@ struct Fanout {
     seen_integrations: BTreeMap<(String, String), (Option<i64>, IntegrationFacts)>,
     /// Set once the tenancy index holds the first full list of Tenants.
     tenancy_ready: watch::Sender<bool>,
+    /// The credential kinds whose first full list is complete: a later list is a re-list.
+    listed: BTreeSet<&'static str>,
 }
 
 enum Touch {
@@ -864,9 +867,11 @@ impl Fanout {
             Err(_) => Default::default(),
         };
         self.counts_changed(changed);
-        // A re-list repeats every object: only those the controller has not settled yet
-        // (never reconciled, or failing) need another pass.
-        if initial && live.is_some() && !self.unsettled(kind, touched) {
+        // The first list reaches every credential (its timers live in this process only); a
+        // re-list repeats every object, and only those the controller has not settled yet
+        // (never reconciled at this generation, or failing) need another pass.
+        if initial && self.listed.contains(kind) && live.is_some() && !self.unsettled(kind, touched)
+        {
             return;
         }
         self.send_credential(reference);
@@ -891,6 +896,7 @@ impl Fanout {
     where
         Self: Sends<K>,
     {
+        self.listed.insert(kind);
         let known = self
             .ctx
             .counts
