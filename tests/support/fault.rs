@@ -169,12 +169,25 @@ pub async fn healthy(op: &Operator) -> bool {
         .is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
 }
 
-/// ApiKeys read as plain JSON, so an object the typed client would refuse (a hostile value
-/// admission let through) never breaks the reading test.
+/// A keyward kind (`Tenant`, `PartnerIntegration`, `ApiKey`, `ServiceAccountCredential`)
+/// read as plain JSON, so an object the typed client would refuse (a hostile value admission
+/// let through) never breaks the reading test. `namespace` is None for Tenants.
+pub fn keyward_api(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    kind: &str,
+) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("keyward.io", "v1alpha1", kind);
+    let resource = ApiResource::from_gvk_with_plural(&gvk, &format!("{}s", kind.to_lowercase()));
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
+/// ApiKeys read as plain JSON (see [`keyward_api`]).
 pub fn api_keys(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("keyward.io", "v1alpha1", "ApiKey");
-    let resource = ApiResource::from_gvk_with_plural(&gvk, "apikeys");
-    Api::namespaced_with(client.clone(), namespace, &resource)
+    keyward_api(client, Some(namespace), "ApiKey")
 }
 
 /// `status` of a keyward object read through `api_keys`.
