@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::api::core::v1::Secret;
-use keyward::api::{ApiKey, Tenant};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use keyward::api::ApiKey;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::fault::{self, Outage, Process};
 use support::operator::Operator;
@@ -71,6 +71,20 @@ fn rotate_patch(value: &str) -> Patch<Value> {
     Patch::Merge(json!({"metadata": {"annotations": {"keyward.io/rotate": value}}}))
 }
 
+/// Deletes the test's Tenant and namespace when the test ends, passed or failed.
+struct Cleanup {
+    tenant: String,
+    namespace: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for (kind, name) in [("tenant", &self.tenant), ("namespace", &self.namespace)] {
+            let _ = support::kubectl(&["delete", kind, name, "--ignore-not-found", "--wait=false"]);
+        }
+    }
+}
+
 /// What must hold again after the outage, per key.
 enum Fact {
     /// The schedule resumed: the rotations missed during the outage collapse into one
@@ -104,6 +118,10 @@ impl Fact {
 async fn the_same_process_converges_within_5s_of_the_api_server_returning() {
     let env = TestEnv::new("outage").await;
     let tenant = support::create_tenant(&env, json!({})).await;
+    let _cleanup = Cleanup {
+        tenant: tenant.clone(),
+        namespace: env.ns.clone(),
+    };
     let op = Operator::start(&env.ns).await;
     let process = Process::operator(&env.ns);
     let keys = fault::api_keys(&env.client, &env.ns);
@@ -381,9 +399,4 @@ async fn the_same_process_converges_within_5s_of_the_api_server_returning() {
             diagnostics(&BTreeMap::new())
         );
     }
-
-    let _ = Api::<Tenant>::all(env.client.clone())
-        .delete(&tenant, &DeleteParams::default())
-        .await;
-    env.cleanup().await;
 }
