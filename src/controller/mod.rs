@@ -359,6 +359,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         seen_integrations: BTreeMap::new(),
         tenancy_ready: tenancy_ready_tx,
         listed: BTreeSet::new(),
+        seen_versions: std::collections::HashMap::new(),
+        relist: Relist::default(),
     };
     parts.spawn(
         "fan-out",
@@ -638,6 +640,20 @@ struct Fanout {
     tenancy_ready: watch::Sender<bool>,
     /// The credential kinds whose first full list is complete: a later list is a re-list.
     listed: BTreeSet<&'static str>,
+    /// The resourceVersion of each credential as last seen, so a re-list reconciles only
+    /// what changed while the watch was away (an annotation changes no generation).
+    seen_versions: std::collections::HashMap<ObjectId, String>,
+    /// Objects of a (re-)list in progress. The store swaps in a list only when it is
+    /// complete, so they are fanned out then, when reconciles see them as listed.
+    relist: Relist,
+}
+
+#[derive(Default)]
+struct Relist {
+    tenants: Vec<Tenant>,
+    integrations: Vec<PartnerIntegration>,
+    keys: Vec<ApiKey>,
+    sacs: Vec<ServiceAccountCredential>,
 }
 
 enum Touch {
@@ -645,29 +661,6 @@ enum Touch {
     Integration(watcher::Event<PartnerIntegration>),
     Key(watcher::Event<ApiKey>),
     Sac(watcher::Event<ServiceAccountCredential>),
-}
-
-/// What a watch event says happened to one object.
-enum Happened<K> {
-    /// Applied (`initial`: part of a (re-)list, possibly unchanged) or deleted.
-    Touched { object: K, initial: bool },
-    /// A (re-)list is complete.
-    Listed,
-}
-
-fn happened<K>(event: watcher::Event<K>) -> Option<Happened<K>> {
-    match event {
-        watcher::Event::Apply(object) | watcher::Event::Delete(object) => Some(Happened::Touched {
-            object,
-            initial: false,
-        }),
-        watcher::Event::InitApply(object) => Some(Happened::Touched {
-            object,
-            initial: true,
-        }),
-        watcher::Event::InitDone => Some(Happened::Listed),
-        watcher::Event::Init => None,
-    }
 }
 
 impl Fanout {
@@ -689,14 +682,26 @@ impl Fanout {
                 self.changes.notify_one();
             }
             match event {
-                Ok(Touch::Tenant(e)) => match happened(e) {
-                    Some(Happened::Touched { object, .. }) => self.tenant(&object),
-                    Some(Happened::Listed) => self.tenants_listed(),
-                    None => {}
+                Ok(Touch::Tenant(e)) => match e {
+                    watcher::Event::Init => self.relist.tenants.clear(),
+                    watcher::Event::InitApply(t) => self.relist.tenants.push(t),
+                    watcher::Event::InitDone => {
+                        for t in std::mem::take(&mut self.relist.tenants) {
+                            self.tenant(&t);
+                        }
+                        self.tenants_listed();
+                    }
+                    watcher::Event::Apply(t) | watcher::Event::Delete(t) => self.tenant(&t),
                 },
-                Ok(Touch::Integration(e)) => match happened(e) {
-                    Some(Happened::Touched { object, .. }) => self.integration(&object),
-                    Some(Happened::Listed) | None => {}
+                Ok(Touch::Integration(e)) => match e {
+                    watcher::Event::Init => self.relist.integrations.clear(),
+                    watcher::Event::InitApply(pi) => self.relist.integrations.push(pi),
+                    watcher::Event::InitDone => {
+                        for pi in std::mem::take(&mut self.relist.integrations) {
+                            self.integration(&pi);
+                        }
+                    }
+                    watcher::Event::Apply(pi) | watcher::Event::Delete(pi) => self.integration(&pi),
                 },
                 Ok(Touch::Key(e)) => self.credential_event(e, api_key::KIND),
                 Ok(Touch::Sac(e)) => self.credential_event(e, sa_credential::KIND),
@@ -709,10 +714,18 @@ impl Fanout {
     where
         Self: Sends<K>,
     {
-        match happened(event) {
-            Some(Happened::Touched { object, initial }) => self.credential(&object, kind, initial),
-            Some(Happened::Listed) => self.credentials_listed::<K>(kind),
-            None => {}
+        match event {
+            watcher::Event::Init => Self::buffer(&mut self.relist).clear(),
+            watcher::Event::InitApply(object) => Self::buffer(&mut self.relist).push(object),
+            watcher::Event::InitDone => {
+                for object in std::mem::take(Self::buffer(&mut self.relist)) {
+                    self.credential(&object, kind, true);
+                }
+                self.credentials_listed::<K>(kind);
+            }
+            watcher::Event::Apply(object) | watcher::Event::Delete(object) => {
+                self.credential(&object, kind, false)
+            }
         }
     }
 
@@ -868,26 +881,23 @@ impl Fanout {
         };
         self.counts_changed(changed);
         // The first list reaches every credential (its timers live in this process only); a
-        // re-list repeats every object, and only those the controller has not settled yet
-        // (never reconciled at this generation, or failing) need another pass.
-        if initial && self.listed.contains(kind) && live.is_some() && !self.unsettled(kind, touched)
-        {
+        // re-list repeats every object, and only those that changed while the watch was
+        // away, or that the controller has not settled (failing), need another pass.
+        let id = object_id(kind, touched);
+        let version = live
+            .as_ref()
+            .and_then(|l| l.meta().resource_version.clone());
+        let unchanged = match &version {
+            Some(v) => self.seen_versions.insert(id.clone(), v.clone()).as_ref() == Some(v),
+            None => {
+                self.seen_versions.remove(&id);
+                false
+            }
+        };
+        if initial && self.listed.contains(kind) && unchanged && !self.ctx.backoff.is_failing(&id) {
             return;
         }
         self.send_credential(reference);
-    }
-
-    /// Whether the credential's last reconcile failed, or it has not been reconciled for
-    /// its current generation.
-    fn unsettled<K: Credential>(&self, kind: &'static str, credential: &K) -> bool {
-        let observed = credential.prior_status().observed_generation;
-        observed.is_none()
-            || observed != credential.meta().generation
-            || self
-                .ctx
-                .backoff
-                .failing()
-                .contains(&object_id(kind, credential))
     }
 
     /// A (re-)list of credentials is complete: those the counts still hold but the store
@@ -908,6 +918,8 @@ impl Fanout {
             if Self::store(&self.ctx).get(&reference).is_some() {
                 continue;
             }
+            self.seen_versions
+                .remove(&(kind, Some(namespace.clone()), name.clone()));
             self.ctx.metrics.observe_credential(
                 CredentialKey {
                     kind: kind.to_owned(),
@@ -940,12 +952,16 @@ impl Fanout {
 /// The store and queue of each credential kind.
 trait Sends<K: Credential> {
     fn store(ctx: &Context) -> &Store<K>;
+    fn buffer(relist: &mut Relist) -> &mut Vec<K>;
     fn send_credential(&self, reference: ObjectRef<K>);
 }
 
 impl Sends<ApiKey> for Fanout {
     fn store(ctx: &Context) -> &Store<ApiKey> {
         &ctx.keys
+    }
+    fn buffer(relist: &mut Relist) -> &mut Vec<ApiKey> {
+        &mut relist.keys
     }
     fn send_credential(&self, reference: ObjectRef<ApiKey>) {
         let _ = self.queues.key.unbounded_send(reference);
@@ -955,6 +971,9 @@ impl Sends<ApiKey> for Fanout {
 impl Sends<ServiceAccountCredential> for Fanout {
     fn store(ctx: &Context) -> &Store<ServiceAccountCredential> {
         &ctx.sacs
+    }
+    fn buffer(relist: &mut Relist) -> &mut Vec<ServiceAccountCredential> {
+        &mut relist.sacs
     }
     fn send_credential(&self, reference: ObjectRef<ServiceAccountCredential>) {
         let _ = self.queues.sac.unbounded_send(reference);
