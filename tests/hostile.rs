@@ -1041,9 +1041,11 @@ async fn hierarchies_and_oversized_strings() {
         Expect::Reject("spec.sponsor".into()),
     ))
     .await;
+    // A Tenant's name is the value of the label keyward.io/tenant: at most 63 characters.
     for (n, expect) in [
-        (253, Expect::Admit),
-        (254, Expect::Reject("metadata.name".into())),
+        (63, Expect::Admit),
+        (64, Expect::Reject("metadata.name".into())),
+        (253, Expect::Reject("metadata.name".into())),
     ] {
         let name = format!("{ns}-{}", long('t', n - ns.len() - 1));
         let objects = vec![
@@ -1054,19 +1056,28 @@ async fn hierarchies_and_oversized_strings() {
             .await;
     }
     // ApiKey names around the 63-character limit of label values (keyward.io/credential)
-    // and at the 253 of object names; a Secret name of 253.
+    // and at the 253 of object names: admission refuses what no label could carry.
     for n in [63, 64, 253] {
         let objects = vec![w.key(&format!("k{}", long('a', n - 1)), json!({}))];
-        let mut case = Case::new(format!("apikey name of {n}"), objects, Expect::Admit);
+        let expect = if n == 63 {
+            Expect::Admit
+        } else {
+            Expect::Reject("metadata.name".into())
+        };
+        let mut case = Case::new(format!("apikey name of {n}"), objects, expect);
         if n == 63 {
             case = case.check(in_state("Active"));
         }
         w.run(case).await;
     }
-    // A ServiceAccountCredential whose default Secret name (<name>-token) is past 253.
+    // A ServiceAccountCredential whose default Secret name (<name>-token) would pass 253.
     let objects = vec![w.sac(&format!("s{}", long('a', 249)), json!({}))];
-    w.run(Case::new("sac name of 250", objects, Expect::Admit))
-        .await;
+    w.run(Case::new(
+        "sac name of 250",
+        objects,
+        Expect::Reject("metadata.name".into()),
+    ))
+    .await;
     let objects = vec![w.key("long-owner", json!({"owner": long('o', 253)}))];
     w.run(
         Case::new(

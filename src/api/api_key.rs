@@ -44,7 +44,8 @@ use super::{
     selectable = ".spec.owner",
     selectable = ".status.tenant",
     selectable = ".status.owner",
-    selectable = ".status.state"
+    selectable = ".status.state",
+    validation = Rule::new("!has(self.metadata) || !has(self.metadata.name) || size(self.metadata.name) <= 63").message("metadata.name must be at most 63 characters: it is the value of the label keyward.io/credential on the objects it manages")
 )]
 #[x_kube(validation = Rule::new("has(self.tenant) || has(self.integration)").message("spec.tenant is required when spec.integration is not set"))]
 #[x_kube(validation = Rule::new("!has(self.secret) || !has(self.secret.enabled) || self.secret.enabled || has(self.vault)").message("spec.secret.enabled: false keeps the value in Vault only, so spec.vault is required"))]
@@ -59,7 +60,7 @@ pub struct ApiKeySpec {
     /// Tenant the key belongs to. Required when no integration is given; when both are
     /// given they must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = super::DNS_SUBDOMAIN_PATTERN))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = super::DNS_SUBDOMAIN_PATTERN))]
     pub tenant: Option<String>,
 
     /// Person or group accountable for the key; must be one of the tenant's owners.

@@ -42,7 +42,7 @@ use super::{Timestamp, conditions_schema, status_time_schema};
 #[serde(rename_all = "camelCase")]
 pub struct PartnerIntegrationSpec {
     /// The Tenant this integration belongs to. It must own this namespace.
-    #[schemars(length(min = 1, max = 253), regex(pattern = super::DNS_SUBDOMAIN_PATTERN))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = super::DNS_SUBDOMAIN_PATTERN))]
     pub tenant: String,
 
     /// The outside party.

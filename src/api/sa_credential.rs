@@ -49,7 +49,8 @@ use super::{
     selectable = ".spec.owner",
     selectable = ".status.tenant",
     selectable = ".status.owner",
-    selectable = ".status.state"
+    selectable = ".status.state",
+    validation = Rule::new("!has(self.metadata) || !has(self.metadata.name) || size(self.metadata.name) <= 63").message("metadata.name must be at most 63 characters: it is the value of the label keyward.io/credential on the objects it manages")
 )]
 #[x_kube(validation = Rule::new("has(self.tenant) || has(self.integration)").message("spec.tenant is required when spec.integration is not set"))]
 // Both operands are checked first: one its own field's rule refuses is reported by that
@@ -70,7 +71,7 @@ pub struct ServiceAccountCredentialSpec {
     /// Tenant the credential belongs to. Required when no integration is given; when both
     /// are given they must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = super::DNS_SUBDOMAIN_PATTERN))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = super::DNS_SUBDOMAIN_PATTERN))]
     pub tenant: Option<String>,
 
     /// Person or group accountable for the credential; must be one of the tenant's owners.

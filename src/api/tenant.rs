@@ -28,6 +28,7 @@ use super::{
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("!has(self.spec.parent) || self.spec.parent != self.metadata.name").message("spec.parent: a tenant cannot be its own parent"),
+    validation = Rule::new("!has(self.metadata) || !has(self.metadata.name) || size(self.metadata.name) <= 63").message("metadata.name must be at most 63 characters: it is the value of the label keyward.io/tenant on every managed Secret and ServiceAccount"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TenantSpec {
