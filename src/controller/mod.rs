@@ -189,24 +189,33 @@ impl Queues {
 }
 
 /// After a reconcile found the API server unreachable: waits until it answers again
-/// (asking twice a second, only while it is away), then retries at once every object whose
-/// reconcile failed, instead of leaving each to its backoff.
+/// (asking its `/readyz` twice a second, only while it is away), then retries at once, and twice more
+/// over the next 3 s, every object whose reconcile failed, instead of leaving each to its
+/// backoff.
 async fn retry_when_reachable(client: Client, ctx: Arc<Context>, queues: Queues) {
     loop {
         ctx.unreachable.notified().await;
         loop {
             tokio::time::sleep(StdDuration::from_millis(500)).await;
-            if client.apiserver_version().await.is_ok() {
+            let ready = http::Request::get("/readyz").body(Vec::new());
+            if let Ok(ready) = ready
+                && client.request_text(ready).await.is_ok()
+            {
                 break;
             }
         }
-        let failing = ctx.backoff.failing();
-        tracing::info!(
-            objects = failing.len(),
-            "API server reachable again; retrying failed reconciles"
-        );
-        for id in &failing {
-            queues.send(id);
+        // A restarted API server answers before it serves every resource (custom resources
+        // come up a moment later): what fails again in that window is retried twice more.
+        for wait in [0, 1000, 2000] {
+            tokio::time::sleep(StdDuration::from_millis(wait)).await;
+            let failing = ctx.backoff.failing();
+            tracing::info!(
+                objects = failing.len(),
+                "API server reachable again; retrying failed reconciles"
+            );
+            for id in &failing {
+                queues.send(id);
+            }
         }
     }
 }
