@@ -39,6 +39,10 @@ integration: ## Integration tests on the running local plane (make cluster-up)
 test: ## Everything CI runs: lint, unit tests, and integration tests on a local plane it brings up and down
 	hack/test.sh
 
+.PHONY: outage
+outage: cluster-up ## Kill the local plane's kube-apiserver for 10 s under a running operator (run alone)
+	$(CARGO) test --locked --test outage -- --ignored --nocapture
+
 .PHONY: bench
 bench: cluster-up ## Benchmarks (run alone): the inventory with 100,000 Secrets; the cost of one Tenant change among 1,300
 	$(CARGO) bench --locked --bench inventory
