@@ -11,6 +11,8 @@
 //! `KEYWARD_BENCH_BIN` (the operator binary; default the one cargo built),
 //! `KEYWARD_KUBECONFIG` (default `.cluster/kubeconfig`).
 
+mod common;
+use common::{env_or, kubeconfig};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -28,19 +30,6 @@ use tokio::process::Command;
 
 const SYNC_TARGET: Duration = Duration::from_secs(30);
 const RSS_TARGET_KIB: u64 = 96 * 1024;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn kubeconfig() -> PathBuf {
-    std::env::var_os("KEYWARD_KUBECONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cluster/kubeconfig"))
-}
 
 /// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
 fn memory(pid: u32) -> (u64, u64) {

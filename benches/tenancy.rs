@@ -9,7 +9,8 @@
 //! is cluster-wide. Knobs: `KEYWARD_BENCH_CHAIN` (300), `KEYWARD_BENCH_FLAT` (1000),
 //! `KEYWARD_BENCH_KEYS` (keys per namespace, 10), `KEYWARD_KUBECONFIG`.
 
-use std::path::PathBuf;
+mod common;
+use common::{env_or, kubeconfig};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -21,19 +22,6 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde_json::{Value, json};
 use tokio::process::Command;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn kubeconfig() -> PathBuf {
-    std::env::var_os("KEYWARD_KUBECONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cluster/kubeconfig"))
-}
 
 async fn requests(port: u16) -> f64 {
     let Ok(body) = scrape(port).await else {

@@ -16,6 +16,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::watcher::{self, Event, watcher};
 use serde_json::json;
+use support::fault;
 use support::operator::Operator;
 use support::{TestEnv, wait_for};
 
@@ -39,19 +40,6 @@ async fn cleanup(env: TestEnv, tenant: &str) {
         .delete(tenant, &DeleteParams::default())
         .await;
     env.cleanup().await;
-}
-
-/// Sum of `keyward_kube_requests_total` by method, from the operator's /metrics.
-async fn requests(op: &Operator) -> BTreeMap<String, f64> {
-    let text = op.metrics().await;
-    text.lines()
-        .filter(|l| l.starts_with("keyward_kube_requests_total{"))
-        .filter_map(|l| {
-            let method = l.split("method=\"").nth(1)?.split('"').next()?.to_owned();
-            let value: f64 = l.rsplit(' ').next()?.parse().ok()?;
-            Some((method, value))
-        })
-        .collect()
 }
 
 /// Scrapes until `pred` holds (metrics are updated just after the status they reflect).
@@ -84,15 +72,7 @@ async fn a_quiet_cluster_costs_no_requests() {
         .await;
     }
     // Let the last reconciles of the burst (tenant counts, own status echoes) finish.
-    let mut settled = requests(&op).await;
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = requests(&op).await;
-        if now == settled {
-            break;
-        }
-        settled = now;
-    }
+    let settled = fault::settled_requests(&op, Duration::from_secs(2), T).await;
     let writes: f64 = settled
         .iter()
         .filter(|(m, _)| *m != "GET")
@@ -102,7 +82,7 @@ async fn a_quiet_cluster_costs_no_requests() {
 
     // The quiet interval: nothing changes and nothing is due, so nothing is sent.
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let after = requests(&op).await;
+    let after = fault::kube_requests(&op).await;
     assert_eq!(
         after, settled,
         "requests during a quiet interval with {N} keys"

@@ -11,37 +11,15 @@ use futures::{StreamExt, stream};
 use keyward::api::{ApiKey, CredentialState, Tenant};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
+use support::fault;
 use support::operator::Operator;
 use support::{TestEnv, wait_for};
 
 const T: Duration = Duration::from_secs(60);
 
-/// Every request the operator has sent, from `keyward_kube_requests_total`.
-async fn requests(op: &Operator) -> f64 {
-    op.metrics()
-        .await
-        .lines()
-        .filter(|l| l.starts_with("keyward_kube_requests_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Waits until the operator has sent no request for `quiet`, and returns its count.
+/// The operator's request count once it has sent nothing for `quiet`.
 async fn settled(op: &Operator, quiet: Duration) -> f64 {
-    let deadline = tokio::time::Instant::now() + T;
-    let mut last = requests(op).await;
-    loop {
-        tokio::time::sleep(quiet).await;
-        let now = requests(op).await;
-        if now == last {
-            return now;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the operator did not settle"
-        );
-        last = now;
-    }
+    fault::total(&fault::settled_requests(op, quiet, T).await)
 }
 
 async fn create_tenants(client: &kube::Client, tenants: Vec<(String, serde_json::Value)>) {
