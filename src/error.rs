@@ -10,13 +10,6 @@ pub enum Error {
     #[error(transparent)]
     Entropy(#[from] EntropyError),
 
-    #[error("{kind} {name}: {message}")]
-    InvalidSpec {
-        kind: &'static str,
-        name: String,
-        message: String,
-    },
-
     #[error("object has no {0}")]
     MissingMetadata(&'static str),
 
@@ -44,7 +37,6 @@ impl Error {
             Self::Kube(kube::Error::Api(_)) => "api",
             Self::Kube(_) => "transport",
             Self::Entropy(_) => "entropy",
-            Self::InvalidSpec { .. } => "invalid_spec",
             Self::MissingMetadata(_) => "missing_metadata",
             Self::Serialize(_) => "serialize",
             Self::Panicked(_) => "panic",

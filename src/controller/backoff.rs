@@ -34,7 +34,7 @@ impl Backoff {
         delay(attempts, rand::random::<f64>())
     }
 
-    /// Forgets the failures of `id` after a successful reconcile.
+    /// Forgets the failures of `id`: after a successful reconcile, or once it is deleted.
     pub fn succeeded(&self, id: &ObjectId) {
         if let Ok(mut failures) = self.failures.lock()
             && !failures.is_empty()

@@ -41,7 +41,11 @@ impl Leadership {
         );
         while !*state.borrow_and_update() {
             if state.changed().await.is_err() {
-                break;
+                // The renewal task ended before this process held the Lease: it never
+                // became leader, and must not act as one.
+                return Err(kube_lease_manager::LeaseManagerError::InconsistentState(
+                    "the Lease renewal task ended before the Lease was held".into(),
+                ));
             }
         }
         tracing::info!(lease = options.name, "became leader");

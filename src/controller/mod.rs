@@ -756,12 +756,11 @@ impl Fanout {
             Err(poisoned) => *poisoned.into_inner() = Arc::new(rebuilt),
         }
         for name in gone {
-            if let Some(t) = tenants.iter().find(|t| t.name_any() == name) {
-                self.tenant(t);
-            } else {
-                let (_, namespaces) = self.seen_tenants.remove(&name).unwrap_or_default();
-                self.tenant_changed(&name, namespaces);
-            }
+            let (_, namespaces) = self.seen_tenants.remove(&name).unwrap_or_default();
+            self.ctx
+                .backoff
+                .succeeded(&(tenant::KIND, None, name.clone()));
+            self.tenant_changed(&name, namespaces);
         }
         let _ = self.tenancy_ready.send(true);
     }
@@ -775,6 +774,10 @@ impl Fanout {
             self.seen_tenants
                 .insert(name.clone(), (generation, namespaces.clone()))
         } else {
+            // A deleted object's failures are forgotten with it.
+            self.ctx
+                .backoff
+                .succeeded(&(tenant::KIND, None, name.clone()));
             self.seen_tenants.remove(&name)
         };
         // A status-only update changes nothing anyone else reads.
@@ -846,6 +849,9 @@ impl Fanout {
         let previous = if live {
             self.seen_integrations.insert(id, facts.clone())
         } else {
+            self.ctx
+                .backoff
+                .succeeded(&object_id(integration::KIND, pi));
             self.seen_integrations.remove(&id)
         };
         if live && previous.as_ref() == Some(&facts) {
@@ -872,6 +878,7 @@ impl Fanout {
         let reference = ObjectRef::from_obj(touched);
         let live = Self::store(&self.ctx).get(&reference);
         if live.is_none() {
+            self.ctx.backoff.succeeded(&object_id(kind, touched));
             self.ctx.metrics.observe_credential(
                 CredentialKey {
                     kind: K::kind(&()).into_owned(),
@@ -927,8 +934,9 @@ impl Fanout {
             if Self::store(&self.ctx).get(&reference).is_some() {
                 continue;
             }
-            self.seen_versions
-                .remove(&(kind, Some(namespace.clone()), name.clone()));
+            let id = (kind, Some(namespace.clone()), name.clone());
+            self.seen_versions.remove(&id);
+            self.ctx.backoff.succeeded(&id);
             self.ctx.metrics.observe_credential(
                 CredentialKey {
                     kind: kind.to_owned(),

@@ -221,15 +221,6 @@ impl Tenancy {
         }
     }
 
-    /// How many tenants the index holds.
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     pub fn contains(&self, tenant: &str) -> bool {
         self.nodes.contains_key(tenant)
     }
