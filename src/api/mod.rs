@@ -6,6 +6,8 @@
 #![allow(clippy::duplicated_attributes)]
 
 mod api_key;
+#[cfg(test)]
+pub(crate) mod bounded_fields;
 mod common;
 mod integration;
 pub mod labels;
