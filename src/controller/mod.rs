@@ -695,8 +695,21 @@ impl Fanout {
                     watcher::Event::Init => self.relist.tenants.clear(),
                     watcher::Event::InitApply(t) => self.relist.tenants.push(t),
                     watcher::Event::InitDone => {
-                        for t in std::mem::take(&mut self.relist.tenants) {
-                            self.tenant(&t);
+                        let listed = std::mem::take(&mut self.relist.tenants);
+                        if *self.tenancy_ready.borrow() {
+                            for t in &listed {
+                                self.tenant(t);
+                            }
+                        } else {
+                            // The first list: every credential of the first lists is
+                            // reconciled anyway, so only the Tenants themselves are.
+                            for t in &listed {
+                                let name = t.name_any();
+                                let namespaces = t.spec.namespaces.clone().unwrap_or_default();
+                                self.seen_tenants
+                                    .insert(name.clone(), (t.metadata.generation, namespaces));
+                                let _ = self.queues.tenant.unbounded_send(ObjectRef::new(&name));
+                            }
                         }
                         self.tenants_listed();
                     }
@@ -706,8 +719,23 @@ impl Fanout {
                     watcher::Event::Init => self.relist.integrations.clear(),
                     watcher::Event::InitApply(pi) => self.relist.integrations.push(pi),
                     watcher::Event::InitDone => {
-                        for pi in std::mem::take(&mut self.relist.integrations) {
-                            self.integration(&pi);
+                        let listed = std::mem::take(&mut self.relist.integrations);
+                        if self.listed.insert(integration::KIND) {
+                            // The first list: its credentials are reconciled anyway.
+                            for pi in &listed {
+                                let Some(namespace) = pi.namespace() else {
+                                    continue;
+                                };
+                                let facts =
+                                    (pi.metadata.generation, credential::integration_facts(pi));
+                                self.seen_integrations
+                                    .insert((namespace, pi.name_any()), facts);
+                                let _ = self.queues.pi.unbounded_send(ObjectRef::from_obj(pi));
+                            }
+                        } else {
+                            for pi in &listed {
+                                self.integration(pi);
+                            }
                         }
                     }
                     watcher::Event::Apply(pi) | watcher::Event::Delete(pi) => self.integration(&pi),
