@@ -599,3 +599,120 @@ async fn findings_gauge_follows_watches_and_the_value_scan() {
     run.abort();
     w.cleanup().await;
 }
+
+/// A Secret held by a finalizer of the test's own, released when dropped (even when the test
+/// fails, so its namespace can still be deleted).
+struct Held {
+    namespace: String,
+    name: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        support::kubectl(&[
+            "patch",
+            "secret",
+            &self.name,
+            "-n",
+            &self.namespace,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ]);
+    }
+}
+
+#[tokio::test]
+async fn secrets_not_controlled_by_an_existing_keyward_object_are_unmanaged() {
+    let env = TestEnv::new("inv-dodge").await;
+    let tenant = support::create_tenant(&env, json!({})).await;
+    let op = Operator::start(&env.ns).await;
+    let keys: Api<ApiKey> = Api::namespaced(env.client.clone(), &env.ns);
+    support::create(&keys, "real", json!({"tenant": tenant, "owner": "alice"})).await;
+    let real = wait_for(&keys, "real", "Active", T, |k: &ApiKey| {
+        state(k) == Some(CredentialState::Active)
+    })
+    .await;
+    let real_uid = real.metadata.uid.clone().expect("the ApiKey's uid");
+
+    // What keyward puts on its own Secrets, without being keyward's: the labels alone, a
+    // controller reference to an ApiKey that does not exist, and a reference to the real
+    // ApiKey that is not its controller. None has a keyward.io/owner annotation.
+    let labels = json!({
+        "app.kubernetes.io/managed-by": "keyward",
+        "keyward.io/tenant": tenant,
+        "keyward.io/credential": "real",
+    });
+    let reference = |name: &str, uid: &str, controller: bool| {
+        json!([{"apiVersion": "keyward.io/v1alpha1", "kind": "ApiKey", "name": name,
+                "uid": uid, "controller": controller}])
+    };
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
+    make(
+        &secrets,
+        json!({"metadata": {"name": "labelled", "labels": labels},
+               "stringData": {"api-key": "posing-1"}}),
+    )
+    .await;
+    // The garbage collector deletes a dependent whose owner does not exist; a finalizer
+    // keeps it (terminating, still readable) for as long as the test looks at it.
+    let held = Held {
+        namespace: env.ns.clone(),
+        name: "ghost-owned".into(),
+    };
+    make(
+        &secrets,
+        json!({"metadata": {"name": "ghost-owned", "labels": labels,
+                            "finalizers": ["keyward.io/test-hold"],
+                            "ownerReferences": reference("ghost", "6b7e0c1a-9f3d-4c2e-8a61-00000000dead", true)},
+               "stringData": {"api-key": "posing-2"}}),
+    )
+    .await;
+    make(
+        &secrets,
+        json!({"metadata": {"name": "not-controller", "labels": labels,
+                            "ownerReferences": reference("real", &real_uid, false)},
+               "stringData": {"api-key": "posing-3"}}),
+    )
+    .await;
+
+    // Each is Unowned; the ApiKey's own Secret, controlled by it, is managed and no finding.
+    let expected: BTreeSet<Row> = [
+        row("Unowned", "Secret", "labelled"),
+        row("Unowned", "Secret", "ghost-owned"),
+        row("Unowned", "Secret", "not-controller"),
+    ]
+    .into();
+    let report = report_with(&tenant, &expected).await;
+    assert_eq!(rows(&report), expected);
+    assert!(
+        secrets.get("ghost-owned").await.is_ok(),
+        "the finalizer kept the Secret with the made-up owner while the report read it"
+    );
+
+    // The operator's own inventory (its gauge) classifies them the same way.
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let metrics = op.metrics().await;
+        if gauge(&metrics, &tenant, "Unowned") == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator does not count 3 Unowned Secrets of tenant {tenant}:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("keyward_inventory_findings"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    drop(held);
+    drop(op);
+    let _ = Api::<Tenant>::all(env.client.clone())
+        .delete(&tenant, &DeleteParams::default())
+        .await;
+    env.cleanup().await;
+}

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::credential::ManagedCredential;
-use super::object::{Class, InventoryObject, ObjectKind};
+use super::object::{Class, Controllers, InventoryObject, ObjectKind};
 use super::rbac::Rbac;
 use super::scan::ValueCopy;
 use crate::api::{CredentialState, TenantState};
@@ -126,6 +126,8 @@ pub struct Inputs<'a, O> {
     pub tenancy: &'a Tenancy,
     /// Every inventoried Secret and ServiceAccount.
     pub objects: O,
+    /// The keyward objects that exist: what makes an object managed.
+    pub controllers: &'a Controllers,
     pub credentials: &'a [ManagedCredential],
     pub rbac: &'a Rbac,
     /// What the last value-copy scan found.
@@ -224,7 +226,7 @@ where
 {
     let mut namespaces = Namespaces::new(inputs.tenancy, now);
     for object in inputs.objects {
-        inventoried(object, &mut namespaces, out, now);
+        inventoried(object, inputs.controllers, &mut namespaces, out, now);
     }
     for credential in inputs.credentials {
         managed(credential, inputs.copies, &mut namespaces, out);
@@ -316,11 +318,13 @@ fn soonest(slot: &mut Option<DateTime<Utc>>, t: DateTime<Utc>) {
 /// Orphaned, Unowned and Stale findings on a Secret or ServiceAccount.
 fn inventoried<C: Collector>(
     object: &InventoryObject,
+    controllers: &Controllers,
     namespaces: &mut Namespaces<'_>,
     out: &mut C,
     now: DateTime<Utc>,
 ) {
     let view = namespaces.get(&object.namespace);
+    let class = object.class(controllers);
     // Outside tenant namespaces nobody's policy applies (kube-system, the platform's own).
     let Some(tenant) = view.tenant() else {
         return;
@@ -350,7 +354,7 @@ fn inventoried<C: Collector>(
                     FindingKind::OrphanedByOffboarding,
                     format!(
                         "{} {} left in namespace {} of tenant {tenant}, which is Offboarded{since}",
-                        class_label(object),
+                        class.as_str(),
                         object.kind.as_str(),
                         object.namespace
                     ),
@@ -364,7 +368,7 @@ fn inventoried<C: Collector>(
         return;
     }
     let stale_after = view.stale_after;
-    match object.class() {
+    match class {
         Class::Managed => {}
         Class::Unmanaged => {
             if !object.has_owner {
@@ -422,10 +426,6 @@ fn inventoried<C: Collector>(
             }
         }
     }
-}
-
-fn class_label(object: &InventoryObject) -> &'static str {
-    object.class().as_str()
 }
 
 /// Expired, Revoked, Invalid and CrossTenant findings on a managed credential.
@@ -600,7 +600,7 @@ mod tests {
     use super::*;
     use crate::api::Tenant;
     use crate::inventory::credential::CredentialKind;
-    use crate::inventory::object::SecretType;
+    use crate::inventory::object::{KeywardController, ManagedLabels, SecretType, uid_number};
     use crate::inventory::rbac::{Binding, Grantee, RoleKey};
     use chrono::NaiveDate;
     use serde_json::json;
@@ -651,14 +651,25 @@ mod tests {
             kind: ObjectKind::Secret,
             namespace: ns.into(),
             name: name.into(),
-            uid: crate::inventory::object::uid_number(&format!("{ns}/{name}")),
+            uid: uid_number(&format!("{ns}/{name}")),
             secret_type: Some(SecretType::Other),
-            managed: false,
-            labels: None,
+            keyward: None,
             has_owner: true,
             last_write: Some(at("2026-05-30T00:00:00Z")),
             last_used: None,
         }
+    }
+
+    /// A controller reference to the ApiKey with `uid`.
+    fn controlled_by(uid: &str) -> Box<KeywardController> {
+        Box::new(KeywardController {
+            kind: CredentialKind::ApiKey,
+            uid: uid_number(uid),
+            labels: ManagedLabels {
+                tenant: Some("acme".into()),
+                credential: Some("k".into()),
+            },
+        })
     }
 
     fn service_account(ns: &str, name: &str) -> InventoryObject {
@@ -690,6 +701,7 @@ mod tests {
     struct World {
         tenancy: Tenancy,
         objects: Vec<InventoryObject>,
+        controllers: Controllers,
         credentials: Vec<ManagedCredential>,
         rbac: Rbac,
         copies: Vec<ValueCopy>,
@@ -700,10 +712,22 @@ mod tests {
             Self {
                 tenancy: tenancy(),
                 objects: Vec::new(),
+                controllers: Controllers::default(),
                 credentials: Vec::new(),
                 rbac: Rbac::default(),
                 copies: Vec::new(),
             }
+        }
+
+        /// Adds `object` controlled by an ApiKey that exists.
+        fn push_managed(&mut self, object: InventoryObject) {
+            let uid = format!("key-of-{}/{}", object.namespace, object.name);
+            self.controllers
+                .insert(CredentialKind::ApiKey, Some(&object.namespace), Some(&uid));
+            self.objects.push(InventoryObject {
+                keyward: Some(controlled_by(&uid)),
+                ..object
+            });
         }
 
         fn evaluate(&self) -> Evaluation {
@@ -711,6 +735,7 @@ mod tests {
                 Inputs {
                     tenancy: &self.tenancy,
                     objects: &self.objects,
+                    controllers: &self.controllers,
                     credentials: &self.credentials,
                     rbac: &self.rbac,
                     copies: &self.copies,
@@ -813,9 +838,8 @@ mod tests {
             namespace: "kube-system".into(),
             ..plain.clone()
         });
-        w.objects.push(InventoryObject {
+        w.push_managed(InventoryObject {
             name: "ours".into(),
-            managed: true,
             ..plain.clone()
         });
         // Nor for ServiceAccounts, which the contract's Unowned does not cover.
@@ -830,6 +854,42 @@ mod tests {
                 "plain"
             )]
         );
+    }
+
+    #[test]
+    fn a_secret_claiming_a_keyward_object_that_does_not_exist_is_unowned_and_stale() {
+        let mut w = World::new();
+        // What keyward's label and a controller reference to a deleted (or made-up) ApiKey
+        // look like: no existing keyward object controls it.
+        w.objects.push(InventoryObject {
+            has_owner: false,
+            last_write: Some(at("2025-01-01T00:00:00Z")),
+            keyward: Some(controlled_by("no-such-key")),
+            ..secret("a1", "posing")
+        });
+        assert_eq!(
+            w.found(),
+            vec![
+                row(
+                    FindingKind::Stale,
+                    Some("acme"),
+                    Some("a1"),
+                    "Secret",
+                    "posing"
+                ),
+                row(
+                    FindingKind::Unowned,
+                    Some("acme"),
+                    Some("a1"),
+                    "Secret",
+                    "posing"
+                ),
+            ]
+        );
+        // Once that ApiKey exists, the same Secret is managed.
+        w.controllers
+            .insert(CredentialKind::ApiKey, Some("a1"), Some("no-such-key"));
+        assert_eq!(w.found(), vec![]);
     }
 
     #[test]
@@ -848,10 +908,7 @@ mod tests {
             .push(old("g1", "forty-days", "2026-04-22T00:00:00Z"));
         w.objects
             .push(old("g1", "hundred-days", "2026-02-21T00:00:00Z"));
-        w.objects.push(InventoryObject {
-            managed: true,
-            ..old("a1", "managed-old", "2025-01-01T00:00:00Z")
-        });
+        w.push_managed(old("a1", "managed-old", "2025-01-01T00:00:00Z"));
         let eval = w.evaluate();
         let got: Vec<_> = eval
             .findings
@@ -934,10 +991,7 @@ mod tests {
         plain.has_owner = false;
         plain.last_write = Some(at("2020-01-01T00:00:00Z"));
         w.objects.push(plain);
-        w.objects.push(InventoryObject {
-            managed: true,
-            ..secret("o1", "managed-leftover")
-        });
+        w.push_managed(secret("o1", "managed-leftover"));
         w.objects.push(service_account("o1", "robot"));
         w.objects.push(service_account("o1", "default"));
         // endsAt in the past counts as Offboarded.
@@ -1229,6 +1283,7 @@ mod tests {
             Inputs {
                 tenancy: &w.tenancy,
                 objects: &w.objects,
+                controllers: &w.controllers,
                 credentials: &w.credentials,
                 rbac: &w.rbac,
                 copies: &w.copies,

@@ -24,7 +24,8 @@ use crate::policy::tenancy::Tenancy;
 use credential::ManagedCredential;
 use findings::{Finding, Inputs, evaluate};
 use object::{
-    Class, InventoryObject, LEGACY_TOKEN_SELECTOR, OTHER_SECRETS_SELECTOR, ObjectKind, SecretType,
+    Class, Controllers, InventoryObject, LEGACY_TOKEN_SELECTOR, OTHER_SECRETS_SELECTOR, ObjectKind,
+    SecretType,
 };
 use rbac::{Binding, Rbac};
 
@@ -87,13 +88,13 @@ pub async fn collect(client: &Client) -> Result<Inventory, InventoryError> {
     ) = tokio::try_join!(
         list::<Tenant, _>(client, "Tenants", ListParams::default(), Some),
         list::<ApiKey, _>(client, "ApiKeys", ListParams::default(), |k| {
-            Some(ManagedCredential::from(&k))
+            Some((ManagedCredential::from(&k), k.metadata.uid))
         }),
         list::<ServiceAccountCredential, _>(
             client,
             "ServiceAccountCredentials",
             ListParams::default(),
-            |s| Some(ManagedCredential::from(&s)),
+            |s| Some((ManagedCredential::from(&s), s.metadata.uid)),
         ),
         list_with(
             &tokens,
@@ -124,7 +125,15 @@ pub async fn collect(client: &Client) -> Result<Inventory, InventoryError> {
         }),
     )?;
     let tenancy = Tenancy::new(&tenants);
-    let credentials: Vec<ManagedCredential> = keys.into_iter().chain(sacs).collect();
+    let mut controllers = Controllers::default();
+    let credentials: Vec<ManagedCredential> = keys
+        .into_iter()
+        .chain(sacs)
+        .map(|(credential, uid)| {
+            controllers.insert(credential.kind, Some(&credential.namespace), uid.as_deref());
+            credential
+        })
+        .collect();
     let copies = scan::scan(client, None, &fingerprints(&credentials)).await?;
     let rbac = Rbac::new(
         roles.into_iter().chain(cluster_roles),
@@ -137,12 +146,13 @@ pub async fn collect(client: &Client) -> Result<Inventory, InventoryError> {
         .collect();
     let mut classes = BTreeMap::new();
     for o in &objects {
-        *classes.entry((o.kind, o.class())).or_insert(0) += 1;
+        *classes.entry((o.kind, o.class(&controllers))).or_insert(0) += 1;
     }
     let evaluation = evaluate(
         Inputs {
             tenancy: &tenancy,
             objects: &objects,
+            controllers: &controllers,
             credentials: &credentials,
             rbac: &rbac,
             copies: &copies,

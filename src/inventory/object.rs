@@ -1,13 +1,16 @@
-//! The compact projection of a Secret or ServiceAccount the inventory keeps: metadata only,
-//! never a Secret's data, and none of `managedFields` beyond the last write time.
+//! The compact projection of a Secret or ServiceAccount the inventory keeps (metadata only,
+//! never a Secret's data, and none of `managedFields` beyond the last write time), and its
+//! classification against the keyward objects that exist.
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::api::labels;
+use super::credential::CredentialKind;
+use crate::api::{GROUP, labels};
 use crate::controller::status::from_k8s_time;
 
 /// The Secret type of legacy ServiceAccount tokens.
@@ -53,7 +56,9 @@ pub enum SecretType {
 /// The contract's classification of an inventoried object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Class {
-    /// Labelled `app.kubernetes.io/managed-by: keyward`.
+    /// Controlled (a controller ownerReference, matching uid) by an ApiKey or
+    /// ServiceAccountCredential that exists. The `managed-by` label alone is not enough:
+    /// anyone who can write a Secret can set it.
     Managed,
     /// A Secret of type `kubernetes.io/service-account-token`.
     LegacySaToken,
@@ -71,8 +76,8 @@ impl Class {
 }
 
 /// One Secret or ServiceAccount as the inventory sees it. Kept small: a large cluster has
-/// hundreds of thousands (namespaces are shared, the uid is a number, and only managed
-/// objects carry their labels).
+/// hundreds of thousands (namespaces are shared, the uid is a number, and only objects a
+/// keyward kind claims to control carry that claim and their labels).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InventoryObject {
     pub kind: ObjectKind,
@@ -82,10 +87,11 @@ pub struct InventoryObject {
     pub uid: u128,
     /// `None` for ServiceAccounts.
     pub secret_type: Option<SecretType>,
-    /// Labelled `app.kubernetes.io/managed-by: keyward`.
-    pub managed: bool,
-    /// `keyward.io/tenant` and `keyward.io/credential`, kept only on managed objects.
-    pub labels: Option<Box<ManagedLabels>>,
+    /// Its controller ownerReference and keyward labels, kept only when that reference
+    /// names an ApiKey or ServiceAccountCredential. Whether that object exists is decided
+    /// when the object is classified ([`InventoryObject::class`]), against the keyward
+    /// objects of that moment.
+    pub keyward: Option<Box<KeywardController>>,
     /// Carries a `keyward.io/owner` annotation.
     pub has_owner: bool,
     /// The latest `time` in `metadata.managedFields`, else `creationTimestamp`.
@@ -94,11 +100,46 @@ pub struct InventoryObject {
     pub last_used: Option<NaiveDate>,
 }
 
-/// The keyward labels of a managed object.
+/// What an object whose controller ownerReference names a keyward kind keeps of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeywardController {
+    /// The kind the reference names.
+    pub kind: CredentialKind,
+    /// The uid it names, as a number.
+    pub uid: u128,
+    /// `keyward.io/tenant` and `keyward.io/credential`.
+    pub labels: ManagedLabels,
+}
+
+/// The keyward labels of an object keyward claims to control.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ManagedLabels {
     pub tenant: Option<String>,
     pub credential: Option<String>,
+}
+
+/// The ApiKeys and ServiceAccountCredentials that exist, by uid: the only objects whose
+/// controller ownerReference makes what they control managed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Controllers(HashMap<u128, (CredentialKind, Box<str>)>);
+
+impl Controllers {
+    /// Notes an existing keyward object; one without a namespace or uid (which the API
+    /// server never sends) controls nothing.
+    pub fn insert(&mut self, kind: CredentialKind, namespace: Option<&str>, uid: Option<&str>) {
+        if let (Some(namespace), Some(uid)) = (namespace, uid) {
+            self.0.insert(uid_number(uid), (kind, namespace.into()));
+        }
+    }
+
+    /// An object in `namespace` whose controller reference is `reference` is controlled by
+    /// an existing keyward object: one of that kind, with that uid. OwnerReferences never
+    /// cross namespaces, so a uid copied from a keyward object elsewhere controls nothing.
+    fn control(&self, reference: &KeywardController, namespace: &str) -> bool {
+        self.0
+            .get(&reference.uid)
+            .is_some_and(|(kind, ns)| *kind == reference.kind && &**ns == namespace)
+    }
 }
 
 /// A uid (a UUID, as Kubernetes assigns them) as a 128-bit number; anything else is hashed.
@@ -130,7 +171,6 @@ impl InventoryObject {
     }
 
     fn project(kind: ObjectKind, meta: &ObjectMeta) -> Option<Self> {
-        let managed = label(meta, labels::MANAGED_BY) == Some(labels::MANAGED_BY_VALUE);
         let owned = |key| label(meta, key).map(str::to_owned);
         Some(Self {
             kind,
@@ -138,12 +178,15 @@ impl InventoryObject {
             name: meta.name.as_deref()?.into(),
             uid: uid_number(meta.uid.as_deref()?),
             secret_type: None,
-            managed,
-            // Only managed objects keep their tenant and credential labels.
-            labels: managed.then(|| {
-                Box::new(ManagedLabels {
-                    tenant: owned(labels::TENANT),
-                    credential: owned(labels::CREDENTIAL),
+            // Only objects a keyward kind claims to control keep the claim and their labels.
+            keyward: keyward_controller(meta).map(|(kind, uid)| {
+                Box::new(KeywardController {
+                    kind,
+                    uid,
+                    labels: ManagedLabels {
+                        tenant: owned(labels::TENANT),
+                        credential: owned(labels::CREDENTIAL),
+                    },
                 })
             }),
             has_owner: meta
@@ -155,9 +198,14 @@ impl InventoryObject {
         })
     }
 
-    /// `managed`, then `legacy-sa-token`, else `unmanaged`.
-    pub fn class(&self) -> Class {
-        if self.managed {
+    /// `managed` (controlled by one of `controllers`), then `legacy-sa-token`, else
+    /// `unmanaged`.
+    pub fn class(&self, controllers: &Controllers) -> Class {
+        if self
+            .keyward
+            .as_deref()
+            .is_some_and(|k| controllers.control(k, &self.namespace))
+        {
             Class::Managed
         } else if self.secret_type == Some(SecretType::ServiceAccountToken) {
             Class::LegacySaToken
@@ -173,6 +221,28 @@ impl InventoryObject {
         Utc.from_local_datetime(&next_day.and_hms_opt(0, 0, 0)?)
             .single()
     }
+}
+
+/// The kind and uid of the controller ownerReference, when it names an ApiKey or a
+/// ServiceAccountCredential (of any version of the keyward group). The API server allows at
+/// most one controller reference per object.
+fn keyward_controller(meta: &ObjectMeta) -> Option<(CredentialKind, u128)> {
+    let reference = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))?;
+    let (group, _version) = reference.api_version.split_once('/')?;
+    if group != GROUP {
+        return None;
+    }
+    let kind = [
+        CredentialKind::ApiKey,
+        CredentialKind::ServiceAccountCredential,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == reference.kind)?;
+    Some((kind, uid_number(&reference.uid)))
 }
 
 fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
@@ -193,7 +263,7 @@ pub fn last_write(meta: &ObjectMeta) -> Option<DateTime<Utc>> {
 mod tests {
     use super::*;
     use crate::controller::status::to_k8s_time;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference};
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -245,47 +315,207 @@ mod tests {
         assert_eq!(o.last_write, Some(at("2024-01-01T00:00:00Z")));
     }
 
+    const KEY_UID: &str = "0000000a-0000-0000-0000-00000000000b";
+    const LABELS: [(&str, &str); 3] = [
+        (labels::MANAGED_BY, "keyward"),
+        (labels::TENANT, "acme"),
+        (labels::CREDENTIAL, "k"),
+    ];
+
+    fn reference(kind: &str, uid: &str, controller: Option<bool>) -> OwnerReference {
+        OwnerReference {
+            api_version: "keyward.io/v1alpha1".into(),
+            kind: kind.into(),
+            name: "k".into(),
+            uid: uid.into(),
+            controller,
+            block_owner_deletion: Some(true),
+        }
+    }
+
+    /// Keyward's labels and these owner references.
+    fn claimed(references: Vec<OwnerReference>) -> ObjectMeta {
+        ObjectMeta {
+            owner_references: Some(references),
+            ..meta(&LABELS, &[])
+        }
+    }
+
+    /// The ApiKey `KEY_UID` exists in namespace `ns`.
+    fn existing_key() -> Controllers {
+        let mut c = Controllers::default();
+        c.insert(CredentialKind::ApiKey, Some("ns"), Some(KEY_UID));
+        c
+    }
+
+    fn class(m: &ObjectMeta, t: SecretType, controllers: &Controllers) -> Class {
+        InventoryObject::secret(m, t).unwrap().class(controllers)
+    }
+
     #[test]
-    fn classification_follows_label_then_type() {
-        let managed = meta(&[(labels::MANAGED_BY, "keyward")], &[]);
-        let plain = meta(&[], &[]);
-        let other_manager = meta(&[(labels::MANAGED_BY, "helm")], &[]);
-        let class = |m: &ObjectMeta, t| InventoryObject::secret(m, t).unwrap().class();
-        assert_eq!(class(&managed, SecretType::Other), Class::Managed);
+    fn the_managed_by_label_without_an_owner_reference_is_unmanaged() {
+        let labelled = meta(&LABELS, &[]);
+        let keys = existing_key();
+        assert_eq!(class(&labelled, SecretType::Other, &keys), Class::Unmanaged);
         assert_eq!(
-            class(&managed, SecretType::ServiceAccountToken),
-            Class::Managed
-        );
-        assert_eq!(
-            class(&plain, SecretType::ServiceAccountToken),
+            class(&labelled, SecretType::ServiceAccountToken, &keys),
             Class::LegacySaToken
         );
-        assert_eq!(class(&plain, SecretType::Other), Class::Unmanaged);
-        assert_eq!(class(&other_manager, SecretType::Other), Class::Unmanaged);
         assert_eq!(
-            InventoryObject::service_account(&managed).unwrap().class(),
-            Class::Managed
-        );
-        assert_eq!(
-            InventoryObject::service_account(&plain).unwrap().class(),
+            InventoryObject::service_account(&labelled)
+                .unwrap()
+                .class(&keys),
             Class::Unmanaged
         );
     }
 
     #[test]
-    fn only_managed_objects_keep_their_tenant_and_credential_labels() {
-        let tenant = [
-            (labels::MANAGED_BY, "keyward"),
-            (labels::TENANT, "acme"),
-            (labels::CREDENTIAL, "k"),
-        ];
-        let o = InventoryObject::secret(&meta(&tenant, &[]), SecretType::Other).unwrap();
-        let kept = o.labels.unwrap();
-        assert_eq!(kept.tenant.as_deref(), Some("acme"));
-        assert_eq!(kept.credential.as_deref(), Some("k"));
-        let o = InventoryObject::secret(&meta(&[(labels::TENANT, "acme")], &[]), SecretType::Other)
-            .unwrap();
-        assert_eq!(o.labels, None);
+    fn a_controller_reference_to_a_uid_no_keyward_object_has_is_unmanaged() {
+        let ghost = claimed(vec![reference(
+            "ApiKey",
+            "0000000a-0000-0000-0000-0000000000ff",
+            Some(true),
+        )]);
+        assert_eq!(
+            class(&ghost, SecretType::Other, &existing_key()),
+            Class::Unmanaged
+        );
+        // Before any keyward object exists, nothing is managed.
+        let real = claimed(vec![reference("ApiKey", KEY_UID, Some(true))]);
+        assert_eq!(
+            class(&real, SecretType::Other, &Controllers::default()),
+            Class::Unmanaged
+        );
+    }
+
+    #[test]
+    fn a_controller_reference_to_an_existing_keyward_object_is_managed() {
+        let keys = existing_key();
+        let real = claimed(vec![reference("ApiKey", KEY_UID, Some(true))]);
+        assert_eq!(class(&real, SecretType::Other, &keys), Class::Managed);
+        assert_eq!(
+            class(&real, SecretType::ServiceAccountToken, &keys),
+            Class::Managed
+        );
+        assert_eq!(
+            InventoryObject::service_account(&real)
+                .unwrap()
+                .class(&keys),
+            Class::Managed
+        );
+        // The label is not what makes it managed.
+        let unlabelled = ObjectMeta {
+            labels: None,
+            ..real.clone()
+        };
+        assert_eq!(class(&unlabelled, SecretType::Other, &keys), Class::Managed);
+        // Another version of the group names the same kinds.
+        let mut v1 = reference("ApiKey", KEY_UID, Some(true));
+        v1.api_version = "keyward.io/v1".into();
+        assert_eq!(
+            class(&claimed(vec![v1]), SecretType::Other, &keys),
+            Class::Managed
+        );
+        let mut sacs = Controllers::default();
+        sacs.insert(
+            CredentialKind::ServiceAccountCredential,
+            Some("ns"),
+            Some(KEY_UID),
+        );
+        let sa = claimed(vec![reference(
+            "ServiceAccountCredential",
+            KEY_UID,
+            Some(true),
+        )]);
+        assert_eq!(class(&sa, SecretType::Other, &sacs), Class::Managed);
+    }
+
+    #[test]
+    fn a_reference_that_is_not_the_controller_is_unmanaged() {
+        let keys = existing_key();
+        for controller in [Some(false), None] {
+            let m = claimed(vec![reference("ApiKey", KEY_UID, controller)]);
+            assert_eq!(class(&m, SecretType::Other, &keys), Class::Unmanaged);
+            assert_eq!(
+                InventoryObject::secret(&m, SecretType::Other)
+                    .unwrap()
+                    .keyward,
+                None
+            );
+        }
+        // Only the controller reference counts, wherever it is in the list.
+        let m = claimed(vec![
+            reference("ApiKey", KEY_UID, Some(false)),
+            reference("ApiKey", "0000000a-0000-0000-0000-0000000000ff", Some(true)),
+        ]);
+        assert_eq!(class(&m, SecretType::Other, &keys), Class::Unmanaged);
+    }
+
+    #[test]
+    fn a_controller_reference_must_name_the_kind_group_and_namespace_of_the_keyward_object() {
+        let keys = existing_key();
+        let wrong_kind = claimed(vec![reference(
+            "ServiceAccountCredential",
+            KEY_UID,
+            Some(true),
+        )]);
+        assert_eq!(
+            class(&wrong_kind, SecretType::Other, &keys),
+            Class::Unmanaged
+        );
+        let mut other_group = reference("ApiKey", KEY_UID, Some(true));
+        other_group.api_version = "evil.example/v1alpha1".into();
+        let other_group = claimed(vec![other_group]);
+        assert_eq!(
+            class(&other_group, SecretType::Other, &keys),
+            Class::Unmanaged
+        );
+        assert_eq!(
+            InventoryObject::secret(&other_group, SecretType::Other)
+                .unwrap()
+                .keyward,
+            None
+        );
+        let elsewhere = ObjectMeta {
+            namespace: Some("other".into()),
+            ..claimed(vec![reference("ApiKey", KEY_UID, Some(true))])
+        };
+        assert_eq!(
+            class(&elsewhere, SecretType::Other, &keys),
+            Class::Unmanaged
+        );
+    }
+
+    #[test]
+    fn only_objects_with_a_keyward_controller_reference_keep_the_claim_and_labels() {
+        let o = InventoryObject::secret(
+            &claimed(vec![reference("ApiKey", KEY_UID, Some(true))]),
+            SecretType::Other,
+        )
+        .unwrap();
+        let kept = o.keyward.unwrap();
+        assert_eq!(kept.kind, CredentialKind::ApiKey);
+        assert_eq!(kept.uid, uid_number(KEY_UID));
+        assert_eq!(kept.labels.tenant.as_deref(), Some("acme"));
+        assert_eq!(kept.labels.credential.as_deref(), Some("k"));
+        // Labels alone are not kept: unrelated Secrets do not grow.
+        let o = InventoryObject::secret(&meta(&LABELS, &[]), SecretType::Other).unwrap();
+        assert_eq!(o.keyward, None);
+        let mut foreign = reference("Deployment", KEY_UID, Some(true));
+        foreign.api_version = "apps/v1".into();
+        let o = InventoryObject::secret(&claimed(vec![foreign]), SecretType::Other).unwrap();
+        assert_eq!(o.keyward, None);
+    }
+
+    #[test]
+    fn the_keyward_claim_costs_unrelated_objects_no_memory() {
+        // One pointer, null for every object no keyward kind claims: no larger than the
+        // label flag and label pointer it replaced.
+        assert_eq!(
+            std::mem::size_of::<Option<Box<KeywardController>>>(),
+            std::mem::size_of::<usize>()
+        );
+        assert!(std::mem::size_of::<InventoryObject>() <= 80);
     }
 
     #[test]

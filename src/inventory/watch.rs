@@ -20,10 +20,11 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use super::credential::ManagedCredential;
+use super::credential::{CredentialKind, ManagedCredential};
 use super::findings::{Inputs, count};
 use super::object::{
-    InventoryObject, LEGACY_TOKEN_SELECTOR, OTHER_SECRETS_SELECTOR, SecretType, uid_number,
+    Controllers, InventoryObject, LEGACY_TOKEN_SELECTOR, OTHER_SECRETS_SELECTOR, SecretType,
+    uid_number,
 };
 use super::rbac::{self, Binding, Rbac, RoleKey};
 use super::scan::{self, ValueCopy};
@@ -51,6 +52,9 @@ pub struct Options {
     pub scan_interval: Duration,
     /// Notified whenever a Tenant, ApiKey or ServiceAccountCredential store changes (the
     /// controller's fan-out does it), so findings are recomputed on change, never polled.
+    /// Which objects are managed is decided at each recompute from the ApiKeys and
+    /// ServiceAccountCredentials in the stores then, so a keyward object appearing or going
+    /// away reclassifies what it controls through this too.
     pub changes: Arc<Notify>,
     /// The last scan's copies, shared with the controllers, and notified when they change
     /// (ApiKeys report a copy in their `CrossTenant` condition).
@@ -158,7 +162,9 @@ pub async fn run(
                 if dirty {
                     dirty = false;
                     last_publish = Some(Instant::now());
-                    next_change = state.publish(&metrics, &tenants, &credentials);
+                    let controllers = controllers(&keys, &sacs);
+                    next_change =
+                        state.publish(&metrics, &tenants, &controllers, &credentials);
                     if !announced {
                         announced = true;
                         tracing::info!(
@@ -220,6 +226,28 @@ fn credentials(
                 .map(|s| ManagedCredential::from(s.as_ref())),
         )
         .collect()
+}
+
+/// The keyward objects in the stores now: what makes an inventoried object managed.
+fn controllers(keys: &Store<ApiKey>, sacs: &Store<ServiceAccountCredential>) -> Controllers {
+    let mut out = Controllers::default();
+    for k in keys.state() {
+        let meta = &k.metadata;
+        out.insert(
+            CredentialKind::ApiKey,
+            meta.namespace.as_deref(),
+            meta.uid.as_deref(),
+        );
+    }
+    for s in sacs.state() {
+        let meta = &s.metadata;
+        out.insert(
+            CredentialKind::ServiceAccountCredential,
+            meta.namespace.as_deref(),
+            meta.uid.as_deref(),
+        );
+    }
+    out
 }
 
 /// A watched object reduced to its uid (as a number, to keep large maps small) and its
@@ -464,6 +492,7 @@ impl State {
         &mut self,
         metrics: &Metrics,
         tenants: &Store<Tenant>,
+        controllers: &Controllers,
         credentials: &[ManagedCredential],
     ) -> Option<DateTime<Utc>> {
         self.namespaces.prune();
@@ -491,6 +520,7 @@ impl State {
             Inputs {
                 tenancy: &tenancy,
                 objects,
+                controllers,
                 credentials,
                 rbac: &rbac,
                 copies: &self.copies,
@@ -515,8 +545,7 @@ mod tests {
             name: name.into(),
             uid: 0,
             secret_type: Some(SecretType::Other),
-            managed: false,
-            labels: None,
+            keyward: None,
             has_owner: false,
             last_write: None,
             last_used: None,
@@ -554,11 +583,62 @@ mod tests {
     }
 
     #[test]
+    fn a_keyward_object_appearing_or_going_away_reclassifies_what_it_controls() {
+        use super::super::object::{KeywardController, ManagedLabels};
+        use kube::runtime::reflector;
+        let key_uid = "0000000a-0000-0000-0000-00000000000b";
+        let (tenants, mut tenant_writer) = reflector::store::<Tenant>();
+        tenant_writer.apply_watcher_event(&Event::Apply(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "keyward.io/v1alpha1", "kind": "Tenant",
+                "metadata": {"name": "acme"},
+                "spec": {"namespaces": ["ns"], "owners": [{"name": "alice", "kind": "User"}]},
+            }))
+            .unwrap(),
+        ));
+        let key: ApiKey = serde_json::from_value(serde_json::json!({
+            "apiVersion": "keyward.io/v1alpha1", "kind": "ApiKey",
+            "metadata": {"name": "k", "namespace": "ns", "uid": key_uid},
+            "spec": {"tenant": "acme", "owner": "alice"},
+        }))
+        .unwrap();
+        let (keys, mut key_writer) = reflector::store::<ApiKey>();
+        let (sacs, _sac_writer) = reflector::store::<ServiceAccountCredential>();
+        let mut state = State::default();
+        state.other_secrets.apply(Event::Apply((
+            1,
+            Some(InventoryObject {
+                keyward: Some(Box::new(KeywardController {
+                    kind: CredentialKind::ApiKey,
+                    uid: uid_number(key_uid),
+                    labels: ManagedLabels::default(),
+                })),
+                ..object("k")
+            }),
+        )));
+        let metrics = Metrics::new();
+        let unowned = |state: &mut State| {
+            state.publish(&metrics, &tenants, &controllers(&keys, &sacs), &[]);
+            metrics
+                .encode()
+                .contains("keyward_inventory_findings{tenant=\"acme\",finding=\"Unowned\"} 1")
+        };
+        assert!(unowned(&mut state), "no ApiKey controls it yet");
+        key_writer.apply_watcher_event(&Event::Apply(key.clone()));
+        assert!(!unowned(&mut state), "its ApiKey exists");
+        key_writer.apply_watcher_event(&Event::Delete(key));
+        assert!(unowned(&mut state), "its ApiKey is gone");
+    }
+
+    #[test]
     fn findings_counts_reach_the_metric() {
         let metrics = Metrics::new();
         let mut state = State::default();
         let (store, _writer) = kube::runtime::reflector::store::<Tenant>();
-        assert_eq!(state.publish(&metrics, &store, &[]), None);
+        assert_eq!(
+            state.publish(&metrics, &store, &Controllers::default(), &[]),
+            None
+        );
         assert!(!metrics.encode().contains("keyward_inventory_findings{"));
     }
 }
