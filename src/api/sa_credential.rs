@@ -149,8 +149,13 @@ pub struct ServiceAccountCredentialStatus {
     /// `sha256:` and the first 16 hex digits of the SHA-256 of the current token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
-    /// UID of the ServiceAccount the current tokens are bound to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// UID of the ServiceAccount the current tokens are bound to (spelled
+    /// `serviceAccountUID`, as Kubernetes spells `podIP`).
+    #[serde(
+        default,
+        rename = "serviceAccountUID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_account_uid: Option<String>,
     /// Expiry of the token currently served.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,22 +6,26 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::context::{Context, FIELD_MANAGER, RESTART_FIELD_MANAGER};
+use super::context::{Context, RESTART_FIELD_MANAGER};
 use super::credential::{self, Deed, Facts, state_changed, ts};
 use super::status::now;
-use crate::api::{ApiKey, ApiKeyStatus, ConsumerKind, Timestamp, labels};
+use crate::api::{ApiKey, ApiKeyStatus, ConsumerKind, CredentialState, Timestamp, labels};
 use crate::audit::AuditAction;
 use crate::error::{Error, Result};
 use crate::metrics::RotationResult;
-use crate::policy::api_key::{KeyAction, KeyPlan, RotationInput, plan, vault_unavailable};
-use crate::policy::credential::{CredentialSpec, Lifecycle, Verdict, reason};
+use crate::policy::api_key::{
+    KeyAction, KeyPlan, RotationInput, SecretState, plan, vault_unavailable,
+};
+use crate::policy::credential::{
+    CredentialSpec, Delivery, Lifecycle, PriorRecord, ServedRecord, Verdict, delivery, reason,
+};
 use crate::policy::{format_duration, format_time};
 use crate::store::kubernetes::{self as secrets, Desired, Observed};
 use crate::store::value::{Value, generate};
@@ -119,45 +123,38 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     };
     let mut plan = plan(lifecycle, &observed.state, &rotation, now);
     if key.spec.secret.as_ref().and_then(|s| s.enabled) == Some(false) {
-        plan = vault_unavailable(plan, &observed.state);
+        plan = vault_unavailable(plan, &observed.state, now);
     }
 
-    // Apply: the Secret first (one write holds the value and the record of it), then status.
-    let fingerprint = apply_secret(
-        &ctx,
-        &key,
-        &secrets_api,
-        &secret_name,
-        &data_key,
-        &uid,
-        existing.as_ref(),
-        &observed,
-        &mut plan,
-    )
+    // Apply: a renamed Secret goes first (it must not keep serving), then the Secret (one
+    // write holds the value and the record of it), the consumers, the announcement, and
+    // last the status, so that each step a crash interrupts is finished by the next pass.
+    let applied = async {
+        if prior.observed_generation != key.metadata.generation {
+            secrets::remove_strays(&secrets_api, &key.name_any(), &uid, &secret_name).await?;
+        }
+        apply_secret(
+            &key,
+            &secrets_api,
+            &secret_name,
+            &data_key,
+            &uid,
+            existing.as_ref(),
+            &observed,
+            &mut plan,
+        )
+        .await
+    }
     .await;
-    let synced = match &fingerprint {
-        Ok(_) if key.spec.vault.is_some() => Verdict::new(
-            false,
-            reason::VAULT_UNAVAILABLE,
-            format!(
-                "Secret {secret_name} is up to date; no Vault store is configured, so spec.vault is not written"
-            ),
-        ),
-        Ok(_) => Verdict::new(
-            true,
-            "Synced",
-            format!("Secret {secret_name} is up to date"),
-        ),
-        Err(err) => Verdict::new(
-            false,
-            "SyncFailed",
-            format!("writing Secret {secret_name}: {err}"),
-        ),
-    };
-    let fingerprint = match fingerprint {
-        Ok(f) => f,
+    let fingerprint = match applied {
+        Ok(fingerprint) => fingerprint,
         Err(err) => {
             let rotating = matches!(plan.action, KeyAction::Rotate { .. });
+            let synced = Verdict::new(
+                false,
+                "SyncFailed",
+                format!("writing Secret {secret_name}: {err}"),
+            );
             credential::report_sync_failure(
                 &ctx,
                 key.as_ref(),
@@ -170,18 +167,51 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
             return Err(err);
         }
     };
-    if matches!(
-        plan.action,
-        KeyAction::Issue { .. } | KeyAction::Rotate { .. }
-    ) && plan.served.as_ref().is_some_and(|s| s.version > 1)
-    {
-        restart_consumers(
-            &ctx,
-            &key,
-            &namespace,
-            plan.served.as_ref().map(|s| s.rotated_at).unwrap_or(now),
+    let synced = if key.spec.vault.is_some() {
+        Verdict::new(
+            false,
+            reason::VAULT_UNAVAILABLE,
+            format!(
+                "Secret {secret_name} is up to date; no Vault store is configured, so spec.vault is not written"
+            ),
         )
-        .await;
+    } else {
+        Verdict::new(
+            true,
+            "Synced",
+            format!("Secret {secret_name} is up to date"),
+        )
+    };
+    // What the pass delivered, against what the last status recorded: a value a crashed
+    // or failed pass wrote is announced (and its consumers restarted) by the pass that
+    // finds it.
+    let served = plan
+        .served
+        .as_ref()
+        .filter(|_| plan.lifecycle.is_active())
+        .zip(fingerprint.as_deref());
+    let delivered = served.and_then(|(s, fingerprint)| {
+        let record = PriorRecord {
+            active: prior.state == Some(CredentialState::Active),
+            issued_at: prior.issued_at.map(|t| t.0),
+            version: prior.version,
+            fingerprint: prior.fingerprint.as_deref(),
+            last_rotation_request: prior.last_rotation_request.as_deref(),
+        };
+        delivery(
+            &record,
+            &ServedRecord {
+                version: s.version,
+                issued_at: s.issued_at,
+                fingerprint,
+                rotation_request: s.rotation_request.as_deref(),
+            },
+        )
+    });
+    if let (Some(d), Some((s, _))) = (delivered, served)
+        && d.version() > 1
+    {
+        restart_consumers(&ctx, &key, &namespace, s.rotated_at).await?;
     }
 
     // Report.
@@ -192,9 +222,6 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
         plan.lifecycle.cross_tenant = copied;
     }
     let status = build_status(&key, &prior, &plan, fingerprint, synced, now);
-    if key.status.as_ref() != Some(&status) {
-        credential::write_status(&ctx, key.as_ref(), &namespace, &status).await?;
-    }
     let changed = state_changed(prior.state, &prior.conditions, &plan.lifecycle);
     let facts = Facts {
         version: status.version,
@@ -206,22 +233,28 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
         expires_at: status.expires_at,
         token_expires_at: None,
     };
-    credential::report(
+    let announced = credential::report(
         &ctx,
         key.as_ref(),
         &plan.lifecycle,
-        deed(&plan),
+        delivered.map(|d| deed(d, &plan.lifecycle)),
         changed,
         facts,
     )
     .await;
+    if announced && matches!(delivered, Some(Delivery::Rotated { .. })) {
+        let tenant = plan.lifecycle.tenant.as_deref().unwrap_or_default();
+        ctx.metrics.rotation(KIND, tenant, RotationResult::Success);
+    }
+    if key.status.as_ref() != Some(&status) {
+        credential::write_status(&ctx, key.as_ref(), &namespace, &status).await?;
+    }
     Ok(super::requeue_at(plan.next_due))
 }
 
 /// Makes the Secret match the plan. Returns the fingerprint of the value now served.
 #[allow(clippy::too_many_arguments)]
 async fn apply_secret(
-    ctx: &Context,
     key: &ApiKey,
     api: &Api<Secret>,
     secret_name: &str,
@@ -232,20 +265,13 @@ async fn apply_secret(
     plan: &mut KeyPlan,
 ) -> Result<Option<String>> {
     if plan.action == KeyAction::Withdraw {
-        if let Some(existing) = existing {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: existing.metadata.uid.clone(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match api.delete(secret_name, &params).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.is_not_found() => {}
-                Err(err) => return Err(err.into()),
-            }
+        if let Some(existing) = existing.filter(|e| secrets::is_controlled_by(&e.metadata, uid)) {
+            secrets::delete_exact(api, &existing.metadata).await?;
         }
+        return Ok(None);
+    }
+    if matches!(observed.state, SecretState::Foreign) {
+        // Never touched.
         return Ok(None);
     }
     let Some(served) = plan.served.as_mut() else {
@@ -291,74 +317,124 @@ async fn apply_secret(
         current: &current,
         previous: previous.as_ref(),
     });
+    // `existing` is ours here (a foreign one returned above), or absent: a create.
     if existing.is_none_or(|e| secrets::differs(e, &desired)) {
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(secret_name, &params, &Patch::Apply(&desired))
-            .await?;
-        if let KeyAction::Rotate { .. } = plan.action {
-            ctx.metrics.rotation(KIND, &tenant, RotationResult::Success);
-        }
+        secrets::write(api, existing, desired).await?;
     }
     Ok(Some(served.fingerprint.clone()))
 }
 
-/// Restarts each consumer, as `kubectl rollout restart` does: a pod-template annotation,
-/// written under keyward's own field manager. A missing consumer is a warning, not a failure.
+/// Restarts each consumer for the value rotated at `rotated_at`, as `kubectl rollout
+/// restart` does: the pod-template annotation `keyward.io/restartedAt`, written under
+/// keyward's own field manager, carries that rotation time, and a consumer is patched only
+/// while its annotation is older. So a pass repeated after a crash, a restart of the
+/// controller or a change of leader never restarts a consumer twice for one value, and a
+/// pass that died before restarting it does so. A missing consumer is a warning; any
+/// other failure fails the pass, which is retried before its status is written.
 async fn restart_consumers(
     ctx: &Context,
     key: &ApiKey,
     namespace: &str,
     rotated_at: DateTime<Utc>,
-) {
+) -> Result<()> {
     use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-    let patch = json!({"spec": {"template": {"metadata": {"annotations": {labels::RESTARTED_AT: format_time(rotated_at)}}}}});
-    let params = PatchParams {
-        field_manager: Some(RESTART_FIELD_MANAGER.into()),
-        ..PatchParams::default()
-    };
     for consumer in key.spec.consumers.iter().flatten() {
         let client = ctx.client.clone();
-        let merge = Patch::Merge(&patch);
+        let name = consumer.name.as_str();
         let result = match consumer.kind {
-            ConsumerKind::Deployment => Api::<Deployment>::namespaced(client, namespace)
-                .patch(&consumer.name, &params, &merge)
+            ConsumerKind::Deployment => {
+                restart(
+                    Api::<Deployment>::namespaced(client, namespace),
+                    name,
+                    rotated_at,
+                    |d| d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+                )
                 .await
-                .map(|_| ()),
-            ConsumerKind::StatefulSet => Api::<StatefulSet>::namespaced(client, namespace)
-                .patch(&consumer.name, &params, &merge)
+            }
+            ConsumerKind::StatefulSet => {
+                restart(
+                    Api::<StatefulSet>::namespaced(client, namespace),
+                    name,
+                    rotated_at,
+                    |d| d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+                )
                 .await
-                .map(|_| ()),
-            ConsumerKind::DaemonSet => Api::<DaemonSet>::namespaced(client, namespace)
-                .patch(&consumer.name, &params, &merge)
+            }
+            ConsumerKind::DaemonSet => {
+                restart(
+                    Api::<DaemonSet>::namespaced(client, namespace),
+                    name,
+                    rotated_at,
+                    |d| d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+                )
                 .await
-                .map(|_| ()),
+            }
         };
         let kind = format!("{:?}", consumer.kind);
         match result {
-            Ok(()) => tracing::info!(
-                namespace,
-                consumer = consumer.name,
-                kind,
-                "consumer restarted"
-            ),
-            Err(err) => {
-                let note = match &err {
-                    kube::Error::Api(s) if s.is_not_found() => {
-                        format!("consumer {kind}/{} not found; not restarted", consumer.name)
-                    }
-                    other => format!("restarting consumer {kind}/{}: {other}", consumer.name),
-                };
+            Ok(true) => tracing::info!(namespace, consumer = name, kind, "consumer restarted"),
+            Ok(false) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => {
                 ctx.event(
                     key,
                     EventType::Warning,
                     "ConsumerNotRestarted",
                     "Restart",
-                    note,
+                    format!("consumer {kind}/{name} not found; not restarted"),
                 )
                 .await;
             }
+            Err(err) => {
+                ctx.event(
+                    key,
+                    EventType::Warning,
+                    "ConsumerNotRestarted",
+                    "Restart",
+                    format!("restarting consumer {kind}/{name}: {err}"),
+                )
+                .await;
+                return Err(err.into());
+            }
         }
     }
+    Ok(())
+}
+
+/// Patches the restart annotation of one workload unless it already carries `rotated_at`
+/// or a later time. Returns whether it was patched.
+async fn restart<K>(
+    api: Api<K>,
+    name: &str,
+    rotated_at: DateTime<Utc>,
+    template: impl Fn(&K) -> Option<&ObjectMeta>,
+) -> std::result::Result<bool, kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let workload = api.get(name).await?;
+    let stamped = template(&workload)
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(labels::RESTARTED_AT))
+        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+        .map(|t| t.with_timezone(&Utc));
+    if restart_done(stamped, rotated_at) {
+        return Ok(false);
+    }
+    let patch = json!({
+        "spec": {"template": {"metadata": {"annotations": {labels::RESTARTED_AT: format_time(rotated_at)}}}},
+    });
+    let params = PatchParams {
+        field_manager: Some(RESTART_FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    api.patch(name, &params, &Patch::Merge(&patch)).await?;
+    Ok(true)
+}
+
+/// Whether a workload whose restart annotation says `stamped` has restarted for the value
+/// rotated at `rotated_at`. Times are compared at the second the annotation keeps.
+fn restart_done(stamped: Option<DateTime<Utc>>, rotated_at: DateTime<Utc>) -> bool {
+    stamped.is_some_and(|t| t.timestamp() >= rotated_at.timestamp())
 }
 
 fn build_status(
@@ -391,31 +467,34 @@ fn build_status(
     }
 }
 
-/// The value served this pass, for Events and audit lines.
-fn deed(plan: &KeyPlan) -> Option<Deed> {
-    let l = &plan.lifecycle;
-    match &plan.action {
-        KeyAction::Issue { version } => Some(Deed {
-            action: AuditAction::Issued,
-            note: format!(
-                "{}: version {version} issued, {}",
-                reason::ACTIVE,
-                l.message
+/// The Event and audit line for a value delivered.
+fn deed(delivered: Delivery, l: &Lifecycle) -> Deed {
+    let (action, what, note) = match delivered {
+        Delivery::Issued { version } => (
+            AuditAction::Issued,
+            format!("issued-v{version}"),
+            format!("version {version} issued, {}", l.message),
+        ),
+        Delivery::Rotated { version, requested } => (
+            AuditAction::Rotated,
+            format!("rotated-v{version}"),
+            format!(
+                "version {version} issued by {} rotation",
+                if requested { "requested" } else { "scheduled" }
             ),
-            event_action: None,
-        }),
-        KeyAction::Rotate {
-            version, manual, ..
-        } => Some(Deed {
-            action: AuditAction::Rotated,
-            note: format!(
-                "{}: version {version} issued by {} rotation",
-                reason::ACTIVE,
-                if *manual { "requested" } else { "scheduled" }
-            ),
-            event_action: None,
-        }),
-        _ => None,
+        ),
+        // An ApiKey's value never changes within a version.
+        Delivery::Refreshed { version } => (
+            AuditAction::Issued,
+            format!("issued-v{version}"),
+            format!("version {version} issued, {}", l.message),
+        ),
+    };
+    Deed {
+        action,
+        note: format!("{}: {note}", reason::ACTIVE),
+        event_action: None,
+        what,
     }
 }
 
@@ -430,6 +509,21 @@ mod tests {
         }))
         .unwrap();
         ApiKey::new("k", spec)
+    }
+
+    #[test]
+    fn a_consumer_restarts_once_per_rotation_time() {
+        use chrono::TimeZone;
+        let rotated = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+        assert!(!restart_done(None, rotated));
+        assert!(!restart_done(Some(rotated - Duration::seconds(1)), rotated));
+        assert!(restart_done(Some(rotated), rotated));
+        // The annotation keeps seconds: a rotation within the same second is the same.
+        assert!(restart_done(
+            Some(rotated),
+            rotated + Duration::milliseconds(400)
+        ));
+        assert!(restart_done(Some(rotated + Duration::hours(1)), rotated));
     }
 
     #[test]

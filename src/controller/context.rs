@@ -16,8 +16,7 @@ use crate::metrics::Metrics;
 use crate::policy::credential::Verdict;
 use crate::policy::tenancy::Tenancy;
 
-/// The field manager of every write keyward makes.
-pub const FIELD_MANAGER: &str = "keyward";
+pub use crate::store::kubernetes::FIELD_MANAGER;
 /// The field manager of the rollout-restart annotation on consumers.
 pub const RESTART_FIELD_MANAGER: &str = "keyward-restart";
 
@@ -25,6 +24,8 @@ pub const RESTART_FIELD_MANAGER: &str = "keyward-restart";
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
+    /// `reportingInstance` of the Events this process publishes.
+    pub instance: String,
     pub metrics: Arc<Metrics>,
     pub tenants: Store<Tenant>,
     pub integrations: Store<PartnerIntegration>,
@@ -66,11 +67,13 @@ impl Context {
         namespace: Option<String>,
         min_rotation_interval: chrono::Duration,
     ) -> Self {
+        let instance = std::env::var("POD_NAME").ok();
         let reporter = Reporter {
             controller: "keyward".into(),
-            instance: std::env::var("POD_NAME").ok(),
+            instance: instance.clone(),
         };
         Self {
+            instance: instance.unwrap_or_else(|| "keyward".to_owned()),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
@@ -125,6 +128,68 @@ impl Context {
         }
     }
 
+    /// Publishes an announcement Event on `object` exactly once: its name is derived from
+    /// the object and `what` (e.g. `rotated-v4`), so a pass that repeats an announcement a
+    /// crashed or failed pass already made finds it (409) and returns `false`. Returns
+    /// `true` when the Event is new, or could not be written for another reason (the
+    /// audit line that follows is then the record). Event names live as long as the API
+    /// server keeps Events (`--event-ttl`, one hour by default).
+    pub async fn announce_once<K>(
+        &self,
+        object: &K,
+        what: &str,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) -> bool
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        use k8s_openapi::api::events::v1::Event as ApiEvent;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+        let namespace = object.namespace().unwrap_or_default();
+        let uid = object.uid().unwrap_or_default();
+        let name = announcement_name(&object.name_any(), &uid, what);
+        let event = ApiEvent {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            action: Some(action.to_owned()),
+            reason: Some(reason.to_owned()),
+            note: Some(bounded_note(note)),
+            type_: Some(
+                match type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .to_owned(),
+            ),
+            regarding: Some(object.object_ref(&())),
+            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+            reporting_controller: Some("keyward".to_owned()),
+            reporting_instance: Some(self.instance.clone()),
+            ..ApiEvent::default()
+        };
+        let api: kube::Api<ApiEvent> = kube::Api::namespaced(self.client.clone(), &namespace);
+        match api.create(&kube::api::PostParams::default(), &event).await {
+            Ok(_) => true,
+            Err(kube::Error::Api(s)) if s.code == 409 => false,
+            Err(err) => {
+                tracing::warn!(
+                    namespace,
+                    name = object.name_any(),
+                    reason,
+                    error = %err,
+                    "publishing event failed"
+                );
+                true
+            }
+        }
+    }
+
     /// Publishes an Event on `object`; a failure to publish is logged, never fatal.
     pub async fn event<K>(
         &self,
@@ -152,5 +217,61 @@ impl Context {
                 "publishing event failed"
             );
         }
+    }
+}
+
+/// The name of the Event announcing `what` on an object: the object's name, the start of
+/// its uid (a re-created object of the same name announces afresh), and `what`,
+/// lower-cased into a DNS subdomain.
+pub fn announcement_name(object: &str, uid: &str, what: &str) -> String {
+    let uid: String = uid
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
+    let what: String = what
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let mut name = format!("{object}.{uid}.{what}");
+    name.truncate(253);
+    name.trim_end_matches(['-', '.']).to_owned()
+}
+
+/// An Event note within the API server's limit (1 kB), cut at a character boundary.
+fn bounded_note(note: &str) -> String {
+    const MAX: usize = 1024;
+    if note.len() <= MAX {
+        return note.to_owned();
+    }
+    let mut end = MAX - 3;
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", note.get(..end).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcement_names_are_dns_subdomains_unique_per_object_and_deed() {
+        let a = announcement_name("k", "0f3a9c2e-1111-2222", "Rotated-v4");
+        assert_eq!(a, "k.0f3a9c2e.rotated-v4");
+        assert_ne!(a, announcement_name("k", "1f3a9c2e-1111", "Rotated-v4"));
+        assert_ne!(a, announcement_name("k", "0f3a9c2e-1111", "rotated-v5"));
+        let long = announcement_name(&"a".repeat(63), "u", &"x".repeat(400));
+        assert!(long.len() <= 253);
+    }
+
+    #[test]
+    fn notes_are_cut_to_the_api_servers_limit_at_a_character_boundary() {
+        let note = "é".repeat(2000);
+        let cut = bounded_note(&note);
+        assert!(cut.len() <= 1024);
+        assert!(cut.ends_with("..."));
+        assert_eq!(bounded_note("short"), "short");
     }
 }

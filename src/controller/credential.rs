@@ -200,8 +200,11 @@ pub async fn write_status<K: Credential>(
     Ok(())
 }
 
-/// A pass that could not write what it planned: writes Synced=False (keeping everything
-/// else as it was) and counts a failed rotation when the pass was replacing a value.
+/// A pass that could not write what it planned: writes Synced=False and keeps every other
+/// field of the last status as it was (the status is applied whole, under the field
+/// manager that owns all of it, so a partial status would drop the fields left out:
+/// `version`, `renewedAt`, `lastRotationRequest`, the owner-grace clock). Counts a failed
+/// rotation when the pass was replacing a value.
 pub async fn report_sync_failure<K: Credential>(
     ctx: &Context,
     credential: &K,
@@ -221,10 +224,62 @@ pub async fn report_sync_failure<K: Credential>(
         return;
     }
     let namespace = credential.namespace().unwrap_or_default();
-    let status = json!({"conditions": [condition]});
+    let status = match with_condition(credential, condition) {
+        Ok(status) => status,
+        Err(err) => {
+            tracing::warn!(namespace, name = credential.name_any(), error = %err, "writing Synced=False failed");
+            return;
+        }
+    };
     if let Err(err) = write_status(ctx, credential, &namespace, &status).await {
         tracing::warn!(namespace, name = credential.name_any(), error = %err, "writing Synced=False failed");
     }
+}
+
+/// The last status of `credential`, whole, with `condition` in place of the one of its type.
+fn with_condition<K: Credential>(
+    credential: &K,
+    condition: Condition,
+) -> serde_json::Result<serde_json::Value> {
+    let mut status = serde_json::to_value(credential)?
+        .get("status")
+        .cloned()
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    let mut conditions: Vec<Condition> = credential.prior_status().conditions.to_vec();
+    match conditions.iter_mut().find(|c| c.type_ == condition.type_) {
+        Some(slot) => *slot = condition,
+        None => conditions.push(condition),
+    }
+    if let Some(map) = status.as_object_mut() {
+        map.insert("conditions".to_owned(), serde_json::to_value(conditions)?);
+    }
+    Ok(status)
+}
+
+/// The credentials of `store` in conflict (Ready reason `why`) with the object `meta`
+/// names, `name_of` giving the name each would use. A conflicting object is not labelled
+/// as keyward's, so only a watch of every object of that kind sees it go away.
+pub fn in_conflict_with<C: Credential, K>(
+    store: &Store<C>,
+    meta: &kube::core::PartialObjectMeta<K>,
+    why: &str,
+    name_of: impl Fn(&C) -> String,
+) -> Vec<ObjectRef<C>> {
+    let (Some(namespace), Some(name)) = (&meta.metadata.namespace, &meta.metadata.name) else {
+        return Vec::new();
+    };
+    select(store, |c| {
+        let reason = c
+            .prior_status()
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.reason.as_str());
+        reason == Some(why)
+            && c.namespace().as_deref() == Some(namespace.as_str())
+            && name_of(c) == *name
+    })
 }
 
 /// `status.state` as metrics label it.
@@ -259,6 +314,9 @@ pub struct Deed {
     /// `Recorder`), so a token refresh (`Issued`, action `Refresh`) counts up its own
     /// series instead of hiding in the first issue's.
     pub event_action: Option<&'static str>,
+    /// What it announces, unique per object (e.g. `rotated-v4`): names its Event, so it
+    /// is announced once however often a pass is repeated.
+    pub what: String,
 }
 
 /// What the status just written says of the served value, in the terms metrics and audit
@@ -275,7 +333,9 @@ pub struct Facts {
     pub token_expires_at: Option<Timestamp>,
 }
 
-/// Reports a pass: announces what happened and records the credential in the metrics.
+/// Announces what a pass did (before its status is written: a pass that dies after
+/// announcing repeats the announcement, which its Event's name makes a no-op) and records
+/// the credential in the metrics. Returns whether the announcement is new.
 pub async fn report<K: Credential>(
     ctx: &Context,
     credential: &K,
@@ -283,8 +343,8 @@ pub async fn report<K: Credential>(
     deed: Option<Deed>,
     changed: bool,
     facts: Facts,
-) {
-    announce(ctx, credential, l, deed, changed, &facts).await;
+) -> bool {
+    let new = announce(ctx, credential, l, deed, changed, &facts).await;
     ctx.metrics.observe_credential(
         CredentialKey {
             kind: K::kind(&()).into_owned(),
@@ -299,10 +359,12 @@ pub async fn report<K: Credential>(
             next_rotation_at: facts.next_rotation_at.map(|t| t.0),
         }),
     );
+    new
 }
 
-/// Publishes the Event and the audit line for what happened, and counts a revocation:
-/// `deed` when a value was served, otherwise the state change (when `changed`).
+/// Publishes the Event and the audit line for what happened, once, and counts a
+/// revocation: `deed` when a value was served, otherwise the state change (when
+/// `changed`). Returns whether anything new was announced.
 async fn announce<K: Credential>(
     ctx: &Context,
     credential: &K,
@@ -310,28 +372,56 @@ async fn announce<K: Credential>(
     deed: Option<Deed>,
     changed: bool,
     facts: &Facts,
-) {
+) -> bool {
     let kind = K::kind(&());
     let why = || format!("{}: {}", l.reason, l.message);
     // A state change's Event takes the condition reason as its action, so that a second
-    // cause (TenantNotFound, then NamespaceNotOwned) is an Event of its own rather than a
-    // repeat of the first in one series.
-    let (action, note, event_action) = match (deed, l.state) {
-        (Some(deed), _) => (deed.action, deed.note, deed.event_action.map(str::to_owned)),
-        _ if !changed => return,
-        (None, CredentialState::Expired) => (AuditAction::Expired, why(), Some(l.reason.clone())),
-        (None, CredentialState::Revoked) => {
-            let tenant = l.tenant.as_deref().unwrap_or_default();
-            ctx.metrics.revocation(&kind, tenant, &l.reason);
-            (AuditAction::Revoked, why(), Some(l.reason.clone()))
-        }
-        (None, CredentialState::Invalid) => (AuditAction::Refused, why(), Some(l.reason.clone())),
+    // cause (TenantNotFound, then NamespaceNotOwned) is an Event of its own.
+    let transition = |action: AuditAction| {
+        format!(
+            "{action:?}-{}-v{}-g{}",
+            l.reason,
+            facts.version.unwrap_or(0),
+            credential.meta().generation.unwrap_or(0)
+        )
+    };
+    let (action, note, event_action, what) = match (deed, l.state) {
+        (Some(deed), _) => (
+            deed.action,
+            deed.note,
+            deed.event_action.map(str::to_owned),
+            deed.what,
+        ),
+        _ if !changed => return false,
+        (None, CredentialState::Expired) => (
+            AuditAction::Expired,
+            why(),
+            Some(l.reason.clone()),
+            transition(AuditAction::Expired),
+        ),
+        (None, CredentialState::Revoked) => (
+            AuditAction::Revoked,
+            why(),
+            Some(l.reason.clone()),
+            transition(AuditAction::Revoked),
+        ),
+        (None, CredentialState::Invalid) => (
+            AuditAction::Refused,
+            why(),
+            Some(l.reason.clone()),
+            transition(AuditAction::Refused),
+        ),
         (None, CredentialState::Pending)
             if l.reason == reason::SECRET_CONFLICT || l.reason == SERVICE_ACCOUNT_CONFLICT =>
         {
-            (AuditAction::Conflict, why(), Some(l.reason.clone()))
+            (
+                AuditAction::Conflict,
+                why(),
+                Some(l.reason.clone()),
+                transition(AuditAction::Conflict),
+            )
         }
-        _ => return,
+        _ => return false,
     };
     let type_ = match action {
         AuditAction::Issued | AuditAction::Rotated | AuditAction::Expired => EventType::Normal,
@@ -339,14 +429,24 @@ async fn announce<K: Credential>(
     };
     let event_reason = format!("{action:?}");
     let event_action = event_action.unwrap_or_else(|| event_reason.clone());
-    ctx.event(
-        credential,
-        type_,
-        &event_reason,
-        &event_action,
-        note.clone(),
-    )
-    .await;
+    if !ctx
+        .announce_once(
+            credential,
+            &what,
+            type_,
+            &event_reason,
+            &event_action,
+            &note,
+        )
+        .await
+    {
+        // A repeated pass: announced before.
+        return false;
+    }
+    if action == AuditAction::Revoked {
+        let tenant = l.tenant.as_deref().unwrap_or_default();
+        ctx.metrics.revocation(&kind, tenant, &l.reason);
+    }
     let mut record = AuditRecord::new(
         action,
         AuditObject {
@@ -370,4 +470,5 @@ async fn announce<K: Credential>(
     record.expires_at = facts.expires_at.map(|t| t.0);
     record.token_expires_at = facts.token_expires_at.map(|t| t.0);
     audit::emit(&record);
+    true
 }

@@ -10,17 +10,16 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::{PartialObjectMeta, Status};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::context::{Context, FIELD_MANAGER};
 use super::credential::{self, Deed, Facts, state_changed, ts};
-use super::status::{find, from_k8s_time, now};
+use super::status::{from_k8s_time, now};
 use crate::api::{
     CredentialState, ServiceAccountCredential, ServiceAccountCredentialStatus, Timestamp, labels,
 };
@@ -31,12 +30,11 @@ use crate::policy::credential::clamped;
 use crate::policy::credential::{CredentialSpec, Lifecycle, Verdict, reason};
 use crate::policy::format_time;
 use crate::policy::sa_credential::{
-    Account, AccountState, Delivery, NewAccount, PlanInput, PriorRecord, RotationCause,
-    SERVICE_ACCOUNT_CONFLICT, SacAction, SacPlan, Schedule, SecretState, Token, TokenTiming,
-    account_annotations, delivery, plan, read_account, read_token, request_digest, schedule,
-    secret_annotations, token_claims,
+    Account, AccountState, Delivery, NewAccount, PlanInput, PriorRecord, SERVICE_ACCOUNT_CONFLICT,
+    SacAction, SacPlan, Schedule, SecretState, Token, TokenTiming, account_annotations, delivery,
+    plan, read_account, read_token, request_digest, schedule, secret_annotations, token_claims,
 };
-use crate::store::kubernetes::is_controlled_by;
+use crate::store::kubernetes::{self as secrets, is_controlled_by};
 use crate::store::value::Value;
 
 pub const KIND: &str = "ServiceAccountCredential";
@@ -68,29 +66,16 @@ fn data_key(sac: &ServiceAccountCredential) -> String {
 }
 
 /// The credentials whose ServiceAccount or Secret is the object `meta` names, while they
-/// are in conflict with it: a conflicting object is not labelled as keyward's, so only a
-/// watch of every object of that kind sees it go away.
+/// are in conflict with it.
 pub fn in_conflict_with<K: k8s_openapi::Resource>(
     store: &Store<ServiceAccountCredential>,
     meta: &PartialObjectMeta<K>,
 ) -> Vec<ObjectRef<ServiceAccountCredential>> {
-    let (Some(namespace), Some(name)) = (&meta.metadata.namespace, &meta.metadata.name) else {
-        return Vec::new();
-    };
-    let is_account = K::KIND == <ServiceAccount as k8s_openapi::Resource>::KIND;
-    credential::select(store, |sac| {
-        let why = sac
-            .status
-            .as_ref()
-            .and_then(|s| find(&s.conditions, "Ready"))
-            .map(|c| c.reason.as_str());
-        let named = if is_account {
-            why == Some(SERVICE_ACCOUNT_CONFLICT) && service_account_name(sac) == *name
-        } else {
-            why == Some(reason::SECRET_CONFLICT) && secret_name(sac) == *name
-        };
-        named && sac.namespace().as_deref() == Some(namespace.as_str())
-    })
+    if K::KIND == <ServiceAccount as k8s_openapi::Resource>::KIND {
+        credential::in_conflict_with(store, meta, SERVICE_ACCOUNT_CONFLICT, service_account_name)
+    } else {
+        credential::in_conflict_with(store, meta, reason::SECRET_CONFLICT, secret_name)
+    }
 }
 
 /// The spec, parsed once.
@@ -245,12 +230,9 @@ pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) ->
     let applied = async {
         if prior.observed_generation != sac.metadata.generation {
             // A renamed ServiceAccount or Secret must not outlive the spec that named it.
-            target
-                .remove_strays(&target.accounts, &target.account_name)
-                .await?;
-            target
-                .remove_strays(&target.secrets, &target.secret_name)
-                .await?;
+            let name = sac.name_any();
+            secrets::remove_strays(&target.accounts, &name, &uid, &target.account_name).await?;
+            secrets::remove_strays(&target.secrets, &name, &uid, &target.secret_name).await?;
         }
         target.apply(&plan, observed, &parsed, now).await
     }
@@ -288,9 +270,6 @@ pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) ->
         now,
     );
     let status = build_status(&sac, &prior, &plan, served.as_ref(), &schedule, synced, now);
-    if sac.status.as_ref() != Some(&status) {
-        credential::write_status(&ctx, sac.as_ref(), &namespace, &status).await?;
-    }
     let delivered = served.as_ref().and_then(|s| {
         let record = PriorRecord {
             active: active_before,
@@ -301,12 +280,6 @@ pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) ->
         };
         delivery(&record, &s.account, &s.token)
     });
-    if matches!(
-        delivered,
-        Some(Delivery::Rotated { .. } | Delivery::Refreshed { .. })
-    ) {
-        ctx.metrics.rotation(KIND, &tenant, RotationResult::Success);
-    }
     let deed = delivered.map(|d| deed(d, &target.account_name, &status, &plan.lifecycle));
     let changed = state_changed(prior.state, &prior.conditions, &plan.lifecycle);
     let facts = Facts {
@@ -319,7 +292,21 @@ pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) ->
         expires_at: status.expires_at,
         token_expires_at: status.token_expires_at,
     };
-    credential::report(&ctx, sac.as_ref(), &plan.lifecycle, deed, changed, facts).await;
+    // Announced before the status is written: a pass that dies in between repeats the
+    // announcement, which its Event's name makes a no-op.
+    let announced =
+        credential::report(&ctx, sac.as_ref(), &plan.lifecycle, deed, changed, facts).await;
+    if announced
+        && matches!(
+            delivered,
+            Some(Delivery::Rotated { .. } | Delivery::Refreshed { .. })
+        )
+    {
+        ctx.metrics.rotation(KIND, &tenant, RotationResult::Success);
+    }
+    if sac.status.as_ref() != Some(&status) {
+        credential::write_status(&ctx, sac.as_ref(), &namespace, &status).await?;
+    }
     Ok(super::requeue_at(schedule.next_due))
 }
 
@@ -334,7 +321,7 @@ fn deed(
         .token_expires_at
         .map(|t| format_time(t.0))
         .unwrap_or_default();
-    let (action, event_action, what) = match delivered {
+    let (action, event_action, what, name) = match delivered {
         Delivery::Issued { version } => (
             AuditAction::Issued,
             None,
@@ -342,28 +329,40 @@ fn deed(
                 "version {version} issued: ServiceAccount {account} created, {}",
                 l.message
             ),
+            format!("issued-v{version}"),
         ),
-        Delivery::Rotated { version, cause } => (
+        Delivery::Rotated { version, requested } => (
             AuditAction::Rotated,
             None,
             format!(
                 "version {version} issued by {}: ServiceAccount {account} re-created, every earlier token is invalid",
-                match cause {
-                    RotationCause::Requested => "requested rotation",
-                    RotationCause::Replaced => "re-creating a ServiceAccount that had gone missing",
+                if requested {
+                    "requested rotation"
+                } else {
+                    "re-creating a ServiceAccount that had gone missing"
                 }
             ),
+            format!("rotated-v{version}"),
         ),
         Delivery::Refreshed { version } => (
             AuditAction::Issued,
             Some("Refresh"),
             format!("token of version {version} refreshed"),
+            format!(
+                "refreshed-v{version}-{}",
+                status
+                    .fingerprint
+                    .as_deref()
+                    .and_then(|f| f.strip_prefix("sha256:"))
+                    .unwrap_or_default()
+            ),
         ),
     };
     Deed {
         action,
         note: format!("{}: {what}; token valid until {until}", reason::ACTIVE),
         event_action,
+        what: name,
     }
 }
 
@@ -458,17 +457,17 @@ impl<'a> Target<'a> {
             (SacAction::Withdraw, _) => {
                 // The ServiceAccount first: its deletion is what invalidates the tokens.
                 if let Some(sa) = observed.account.filter(|sa| ours(&sa.metadata)) {
-                    delete(&self.accounts, &sa.metadata).await?;
+                    secrets::delete_exact(&self.accounts, &sa.metadata).await?;
                 }
                 if let Some(secret) = observed.secret.filter(|s| ours(&s.metadata)) {
-                    delete(&self.secrets, &secret.metadata).await?;
+                    secrets::delete_exact(&self.secrets, &secret.metadata).await?;
                 }
                 return Ok(None);
             }
             _ if !l.is_active() => return Ok(None),
             (SacAction::Create(new), _) => {
                 if let Some(sa) = observed.account.filter(|sa| ours(&sa.metadata)) {
-                    delete(&self.accounts, &sa.metadata).await?;
+                    secrets::delete_exact(&self.accounts, &sa.metadata).await?;
                 }
                 let created = self.create_account(new, l).await?;
                 let uid = created.metadata.uid.clone().unwrap_or_default();
@@ -640,11 +639,10 @@ impl<'a> Target<'a> {
             )])),
             ..Secret::default()
         };
-        if existing.is_none_or(|e| crate::store::kubernetes::differs(e, &desired)) {
-            let params = PatchParams::apply(FIELD_MANAGER).force();
-            self.secrets
-                .patch(&self.secret_name, &params, &Patch::Apply(&desired))
-                .await?;
+        // Ours or absent (a conflict never gets here): a create, or a conditional replace.
+        let existing = existing.filter(|e| is_controlled_by(&e.metadata, self.uid));
+        if existing.is_none_or(|e| secrets::differs(e, &desired)) {
+            secrets::write(&self.secrets, existing, desired).await?;
         }
         Ok(())
     }
@@ -703,53 +701,5 @@ impl<'a> Target<'a> {
             .patch(&self.account_name, &params, &Patch::Merge(&patch))
             .await?;
         Ok(())
-    }
-
-    /// Deletes the objects of this kind that this credential controls under another name
-    /// than `keep`.
-    async fn remove_strays<K>(&self, api: &Api<K>, keep: &str) -> Result<()>
-    where
-        K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-    {
-        let selector = format!(
-            "{},{}={}",
-            labels::MANAGED_SELECTOR,
-            labels::CREDENTIAL,
-            self.sac.name_any()
-        );
-        let found = api
-            .list_metadata(&ListParams::default().labels(&selector))
-            .await?;
-        for stray in found.items {
-            if stray.metadata.name.as_deref() != Some(keep)
-                && is_controlled_by(&stray.metadata, self.uid)
-            {
-                delete(api, &stray.metadata).await?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Deletes exactly the object `meta` describes (a UID precondition): a successor of the
-/// same name is never deleted by mistake. Already gone counts as done.
-async fn delete<K>(api: &Api<K>, meta: &ObjectMeta) -> Result<()>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let Some(name) = meta.name.as_deref() else {
-        return Ok(());
-    };
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: meta.uid.clone(),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    match api.delete(name, &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-        Err(err) => Err(err.into()),
     }
 }

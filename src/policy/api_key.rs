@@ -105,8 +105,9 @@ pub fn plan(
             lifecycle.message =
                 "a Secret of that name exists and is not controlled by this ApiKey; it is left untouched"
                     .to_owned();
-            lifecycle.next_due = None;
         }
+        // The expiry still comes due: a conflicted key turns Expired on time.
+        out.next_due = lifecycle.next_due.map(|due| due.max(now));
         out.lifecycle = lifecycle;
         return out;
     }
@@ -119,6 +120,21 @@ pub fn plan(
     }
 
     let every = lifecycle.rotation_every;
+    // An overlap may not outlast the interval: the previous value's promised end would
+    // otherwise fall after the next rotation, which would have to break it.
+    let mut overlap = rotation.overlap;
+    if let Some(every) = every
+        && overlap > every
+    {
+        let note = format!(
+            "rotation.overlap {} is longer than the effective rotation interval, so the previous value is served for {}",
+            super::format_duration(overlap),
+            super::format_duration(every)
+        );
+        lifecycle.policy_compliant = super::credential::clamped(&lifecycle.policy_compliant, note);
+        overlap = every;
+    }
+    out.lifecycle = lifecycle.clone();
     let served = match secret {
         SecretState::Ours(served) => served.clone(),
         _ => {
@@ -144,9 +160,25 @@ pub fn plan(
     };
     let manual = request.as_ref().is_some_and(|r| !answered(r));
     let scheduled = every.is_some_and(|every| super::later(served.rotated_at, every) <= now);
+    // The previous value was promised until `previous_valid_until`: a rotation now would
+    // replace it early, so a rotation that comes due during an overlap waits for its end.
+    let overlap_open = served.previous_valid_until.filter(|until| *until > now);
+    if let (true, Some(until)) = (manual || scheduled, overlap_open) {
+        out.lifecycle.message = format!(
+            "{}; a {} rotation waits until {}, when the previous value's overlap ends",
+            out.lifecycle.message,
+            if manual { "requested" } else { "scheduled" },
+            super::format_time(until)
+        );
+        if served.rotation_request.is_some() {
+            out.last_rotation_request = served.rotation_request.clone();
+        }
+        let mut waiting = finish(out, served, every, now);
+        waiting.next_rotation_at = Some(until);
+        return waiting;
+    }
     if manual || scheduled {
-        let previous_valid_until =
-            (rotation.overlap > Duration::zero()).then(|| super::later(now, rotation.overlap));
+        let previous_valid_until = (overlap > Duration::zero()).then(|| super::later(now, overlap));
         let version = served
             .version
             .max(rotation.last_version.unwrap_or(0))
@@ -190,7 +222,7 @@ pub fn plan(
 
 /// A key whose value would live in Vault only, with no Vault store configured: serve
 /// nothing rather than claim a value exists, and withdraw a Secret served before.
-pub fn vault_unavailable(mut plan: KeyPlan, secret: &SecretState) -> KeyPlan {
+pub fn vault_unavailable(mut plan: KeyPlan, secret: &SecretState, now: DateTime<Utc>) -> KeyPlan {
     if !plan.lifecycle.is_active() {
         return plan;
     }
@@ -199,14 +231,14 @@ pub fn vault_unavailable(mut plan: KeyPlan, secret: &SecretState) -> KeyPlan {
     plan.lifecycle.message =
         "spec.secret.enabled is false (Vault only), and keyward has no Vault store configured"
             .to_owned();
-    plan.lifecycle.next_due = None;
     plan.action = match secret {
         SecretState::Ours(_) => KeyAction::Withdraw,
         _ => KeyAction::None,
     };
     plan.served = None;
     plan.next_rotation_at = None;
-    plan.next_due = None;
+    // The expiry still comes due.
+    plan.next_due = plan.lifecycle.next_due.map(|due| due.max(now));
     plan
 }
 

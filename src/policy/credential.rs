@@ -553,3 +553,71 @@ pub fn decide(input: &CredentialInput<'_>) -> Lifecycle {
         .min();
     out
 }
+
+/// What the last status recorded of the value served, for [`delivery`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PriorRecord<'a> {
+    /// The last status was Active.
+    pub active: bool,
+    pub issued_at: Option<DateTime<Utc>>,
+    pub version: Option<i64>,
+    pub fingerprint: Option<&'a str>,
+    pub last_rotation_request: Option<&'a str>,
+}
+
+/// The value served once a pass's writes are done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServedRecord<'a> {
+    pub version: i64,
+    /// First issue of its lineage.
+    pub issued_at: DateTime<Utc>,
+    pub fingerprint: &'a str,
+    /// The `keyward.io/rotate` value it answers, if any.
+    pub rotation_request: Option<&'a str>,
+}
+
+/// What serving a value means against the last status: the first value of a lineage, a
+/// new version, or a new value of the same version (a refreshed token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Issued {
+        version: i64,
+    },
+    /// `requested`: it answers a new value of the rotate annotation.
+    Rotated {
+        version: i64,
+        requested: bool,
+    },
+    Refreshed {
+        version: i64,
+    },
+}
+
+impl Delivery {
+    pub fn version(&self) -> i64 {
+        match *self {
+            Self::Issued { version }
+            | Self::Rotated { version, .. }
+            | Self::Refreshed { version } => version,
+        }
+    }
+}
+
+/// Compares the value now served with the last status. Derived from state, never from the
+/// action a pass took, so a pass that finishes what a crashed or failed one began still
+/// announces it, and a pass that finds it already recorded announces nothing.
+pub fn delivery(prior: &PriorRecord<'_>, served: &ServedRecord<'_>) -> Option<Delivery> {
+    let version = served.version;
+    if prior.active && prior.fingerprint == Some(served.fingerprint) {
+        return None;
+    }
+    if !prior.active || prior.issued_at != Some(served.issued_at) {
+        return Some(Delivery::Issued { version });
+    }
+    if prior.version == Some(version) {
+        return Some(Delivery::Refreshed { version });
+    }
+    let requested =
+        served.rotation_request.is_some() && served.rotation_request != prior.last_rotation_request;
+    Some(Delivery::Rotated { version, requested })
+}

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 
-use super::credential::{Lifecycle, reason};
+pub use super::credential::{Delivery, PriorRecord};
+use super::credential::{Lifecycle, ServedRecord, reason};
 use crate::api::{CredentialState, GoDuration, labels};
 use crate::store::value::Fingerprint;
 
@@ -396,7 +397,7 @@ pub fn plan(
             lifecycle.state = CredentialState::Pending;
             lifecycle.reason = why.to_owned();
             lifecycle.message = message.to_owned();
-            lifecycle.next_due = None;
+            // The expiry still comes due: a conflicted credential turns Expired on time.
         }
     }
     let mut out = SacPlan {
@@ -491,57 +492,17 @@ pub fn schedule(
     }
 }
 
-/// Why a ServiceAccount was re-created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RotationCause {
-    /// A new value of the `keyward.io/rotate` annotation.
-    Requested,
-    /// The ServiceAccount had gone missing.
-    Replaced,
-}
-
-/// What serving a token means against the last status: the first token of a lineage, the
-/// first of a re-created ServiceAccount, or a refresh.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    Issued { version: i64 },
-    Rotated { version: i64, cause: RotationCause },
-    Refreshed { version: i64 },
-}
-
-/// What the last status recorded, for [`delivery`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PriorRecord<'a> {
-    pub active: bool,
-    pub issued_at: Option<DateTime<Utc>>,
-    pub version: Option<i64>,
-    pub fingerprint: Option<&'a str>,
-    pub last_rotation_request: Option<&'a str>,
-}
-
-/// Compares the token now served with the last status. Derived from state rather than from
-/// the action taken, so a pass that finishes one a crash interrupted still announces it.
+/// What serving `token` of `account` means against the last status.
 pub fn delivery(prior: &PriorRecord<'_>, account: &Account, token: &Token) -> Option<Delivery> {
-    let version = account.version;
-    if prior.active && prior.fingerprint == Some(token.fingerprint.as_str()) {
-        return None;
-    }
-    if !prior.active || prior.issued_at != Some(account.issued_at) {
-        return Some(Delivery::Issued { version });
-    }
-    if prior.version == Some(version) {
-        return Some(Delivery::Refreshed { version });
-    }
-    let requested = account.rotation_request.is_some()
-        && account.rotation_request.as_deref() != prior.last_rotation_request;
-    Some(Delivery::Rotated {
-        version,
-        cause: if requested {
-            RotationCause::Requested
-        } else {
-            RotationCause::Replaced
+    super::credential::delivery(
+        prior,
+        &ServedRecord {
+            version: account.version,
+            issued_at: account.issued_at,
+            fingerprint: &token.fingerprint,
+            rotation_request: account.rotation_request.as_deref(),
         },
-    })
+    )
 }
 
 #[cfg(test)]
@@ -996,14 +957,14 @@ mod tests {
             delivery(&served, &rotated, &token(&rotated, t0())),
             Some(Delivery::Rotated {
                 version: 2,
-                cause: RotationCause::Requested
+                requested: true
             })
         );
         assert_eq!(
             delivery(&served, &account(2), &token(&account(2), t0())),
             Some(Delivery::Rotated {
                 version: 2,
-                cause: RotationCause::Replaced
+                requested: false
             })
         );
     }

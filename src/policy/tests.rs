@@ -475,6 +475,113 @@ fn a_foreign_secret_is_a_conflict_and_is_left_alone() {
 }
 
 #[test]
+fn a_conflicted_key_still_comes_due_at_its_expiry() {
+    let t = world(&[acme()]);
+    let expires = t0() + Duration::hours(2);
+    let s = CredentialSpec {
+        expires_at: Some(expires),
+        ..spec("acme", "alice")
+    };
+    let lifecycle = decide(&input(&s, &t, t0()));
+    let p = plan(
+        lifecycle,
+        &SecretState::Foreign,
+        &RotationInput::default(),
+        t0(),
+    );
+    assert_eq!(p.lifecycle.reason, reason::SECRET_CONFLICT);
+    assert_eq!(p.next_due, Some(expires));
+    // Once past it, the conflict gives way to the expiry, and the foreign Secret is kept.
+    let later = expires + Duration::seconds(1);
+    let p = plan(
+        decide(&input(&s, &t, later)),
+        &SecretState::Foreign,
+        &RotationInput::default(),
+        later,
+    );
+    assert_eq!(p.lifecycle.state, CredentialState::Expired);
+    assert_eq!(p.action, KeyAction::None);
+    let p = plan(
+        decide(&input(&s, &t, t0())),
+        &SecretState::Absent,
+        &RotationInput::default(),
+        t0(),
+    );
+    let p = super::api_key::vault_unavailable(p, &SecretState::Absent, t0());
+    assert_eq!(p.next_due, Some(expires));
+}
+
+#[test]
+fn a_rotation_due_during_an_overlap_waits_for_its_end() {
+    let t = world(&[acme()]);
+    let now = t0() + Duration::minutes(5);
+    let until = t0() + Duration::minutes(30);
+    let mut current = served(2, t0());
+    current.previous_valid_until = Some(until);
+    let rot = RotationInput {
+        overlap: Duration::minutes(30),
+        rotate_annotation: Some("now"),
+        ..Default::default()
+    };
+    let p = plan(
+        active(&t, Some(Duration::hours(1)), now),
+        &SecretState::Ours(current.clone()),
+        &rot,
+        now,
+    );
+    assert_eq!(p.action, KeyAction::None, "the previous value was promised");
+    assert_eq!(p.next_due, Some(until));
+    assert_eq!(p.next_rotation_at, Some(until));
+    assert!(
+        p.lifecycle.message.contains("waits until"),
+        "{}",
+        p.lifecycle.message
+    );
+    let p = plan(
+        active(&t, Some(Duration::hours(1)), until),
+        &SecretState::Ours(current),
+        &rot,
+        until,
+    );
+    assert_eq!(
+        p.action,
+        KeyAction::Rotate {
+            version: 3,
+            previous_valid_until: Some(until + Duration::minutes(30)),
+            manual: true
+        }
+    );
+}
+
+#[test]
+fn an_overlap_longer_than_the_effective_interval_is_clamped_to_it() {
+    let t = world(&[acme()]);
+    let every = Duration::minutes(10);
+    let now = t0() + every;
+    let rot = RotationInput {
+        overlap: Duration::hours(1),
+        ..Default::default()
+    };
+    let p = plan(
+        active(&t, Some(every), now),
+        &SecretState::Ours(served(1, t0())),
+        &rot,
+        now,
+    );
+    assert_eq!(
+        p.action,
+        KeyAction::Rotate {
+            version: 2,
+            previous_valid_until: Some(now + every),
+            manual: false
+        }
+    );
+    assert_eq!(p.lifecycle.policy_compliant.reason, reason::CLAMPED);
+    // The next rotation falls when the overlap ends, so it never has to wait.
+    assert_eq!(p.next_rotation_at, Some(now + every));
+}
+
+#[test]
 fn an_inactive_key_withdraws_its_value_and_reissues_with_a_higher_version() {
     let suspended = tenant(json!({"name": "acme", "spec": {"namespaces": ["acme-prod"],
         "owners": [{"name": "alice", "kind": "User"}], "state": "Suspended"}}));
@@ -504,7 +611,7 @@ fn a_vault_only_key_without_a_vault_store_is_never_served() {
         &RotationInput::default(),
         t0(),
     );
-    let p = super::api_key::vault_unavailable(p, &SecretState::Absent);
+    let p = super::api_key::vault_unavailable(p, &SecretState::Absent, t0());
     assert_eq!(p.action, KeyAction::None);
     assert_eq!(
         (p.lifecycle.state, p.lifecycle.reason.as_str()),
@@ -518,7 +625,7 @@ fn a_vault_only_key_without_a_vault_store_is_never_served() {
         t0(),
     );
     assert_eq!(
-        super::api_key::vault_unavailable(p, &served).action,
+        super::api_key::vault_unavailable(p, &served, t0()).action,
         KeyAction::Withdraw
     );
 }

@@ -8,10 +8,18 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
+use kube::Resource;
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use super::value::Value;
 use crate::api::labels;
 use crate::policy::api_key::{SecretState, Served};
 use crate::policy::format_time;
+
+/// The field manager of every write keyward makes.
+pub const FIELD_MANAGER: &str = "keyward";
 
 /// The data key that serves the previous value during an overlap.
 pub fn previous_key(key: &str) -> String {
@@ -169,6 +177,135 @@ pub fn build(d: &Desired<'_>) -> Secret {
     }
 }
 
+/// Whether an annotation or label key is keyward's own: on a Secret or ServiceAccount
+/// keyward controls, it sets every such key and removes those it no longer sets.
+fn is_keyward_key(key: &str) -> bool {
+    key.starts_with("keyward.io/")
+}
+
+/// Pauses before a write that follows a read, for fault-injection tests of the window
+/// between the two (`KEYWARD_FAULT_WRITE_DELAY_MS`); never set in production.
+pub async fn fault_delay() {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("KEYWARD_FAULT_WRITE_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_millis)
+    });
+    if let Some(delay) = delay {
+        tokio::time::sleep(*delay).await;
+    }
+}
+
+/// Writes `desired` as the object `existing` (as read) should become, never taking over
+/// one keyward does not control:
+/// - when none was read, a create: if one of that name appeared since, the create fails
+///   (409) and nothing is touched;
+/// - otherwise (the caller checked that keyward controls it) a replace conditional on the
+///   resourceVersion read: if it was changed, deleted or replaced since, the write fails
+///   (409) and the next pass reads it again. Labels and annotations others set are kept;
+///   keyward's own (`keyward.io/*`) and the data are keyward's to set.
+pub async fn write<K>(api: &Api<K>, existing: Option<&K>, desired: K) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug + HasData,
+{
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
+    };
+    fault_delay().await;
+    let Some(existing) = existing else {
+        return api.create(&params, &desired).await;
+    };
+    let mut next = existing.clone();
+    let name = existing.meta().name.clone().unwrap_or_default();
+    {
+        let want = desired.meta();
+        let have = next.meta_mut();
+        let merge = |have: &mut Option<BTreeMap<String, String>>,
+                     want: &Option<BTreeMap<String, String>>| {
+            let map = have.get_or_insert_with(BTreeMap::new);
+            map.retain(|k, _| !is_keyward_key(k));
+            map.extend(want.iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+        };
+        merge(&mut have.labels, &want.labels);
+        merge(&mut have.annotations, &want.annotations);
+        let refs = have.owner_references.get_or_insert_with(Vec::new);
+        for wanted in want.owner_references.iter().flatten() {
+            if !refs.iter().any(|r| r.uid == wanted.uid) {
+                refs.push(wanted.clone());
+            }
+        }
+        have.managed_fields = None;
+    }
+    next.set_data_from(&desired);
+    api.replace(&name, &params, &next).await
+}
+
+/// The content keyward sets besides metadata.
+pub trait HasData {
+    fn set_data_from(&mut self, desired: &Self);
+}
+
+impl HasData for Secret {
+    fn set_data_from(&mut self, desired: &Self) {
+        self.data = desired.data.clone();
+        self.string_data = None;
+    }
+}
+
+/// Deletes exactly the object `meta` describes (a UID precondition): a successor of the
+/// same name is never deleted by mistake. Already gone counts as done.
+pub async fn delete_exact<K>(api: &Api<K>, meta: &ObjectMeta) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let Some(name) = meta.name.as_deref() else {
+        return Ok(());
+    };
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: meta.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+/// Deletes the objects of this kind that the credential `credential` (uid `uid`)
+/// controls under another name than `keep`: what a renamed spec field left behind.
+pub async fn remove_strays<K>(
+    api: &Api<K>,
+    credential: &str,
+    uid: &str,
+    keep: &str,
+) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let selector = format!(
+        "{},{}={}",
+        labels::MANAGED_SELECTOR,
+        labels::CREDENTIAL,
+        credential
+    );
+    let found = api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?;
+    for stray in found.items {
+        if stray.metadata.name.as_deref() != Some(keep) && is_controlled_by(&stray.metadata, uid) {
+            delete_exact(api, &stray.metadata).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether `existing` differs from `desired` in anything keyward sets.
 pub fn differs(existing: &Secret, desired: &Secret) -> bool {
     let subset = |want: &Option<BTreeMap<String, String>>,
@@ -177,17 +314,19 @@ pub fn differs(existing: &Secret, desired: &Secret) -> bool {
             .flatten()
             .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
     };
-    let stale_annotation = [
-        labels::EXPIRES_AT,
-        labels::PREVIOUS_VALID_UNTIL,
-        labels::ROTATION_REQUEST,
-    ]
-    .iter()
-    .any(|k| {
-        let has =
-            |m: &Option<BTreeMap<String, String>>| m.as_ref().is_some_and(|m| m.contains_key(*k));
-        has(&existing.metadata.annotations) && !has(&desired.metadata.annotations)
-    });
+    let stale_annotation = existing
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .any(|(k, _)| {
+            is_keyward_key(k)
+                && !desired
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(k))
+        });
     existing.data != desired.data
         || !subset(&desired.metadata.labels, &existing.metadata.labels)
         || !subset(

@@ -16,6 +16,7 @@ pub struct Operator {
     dir: tempfile::TempDir,
     runs: usize,
     args: Vec<String>,
+    envs: Vec<(String, String)>,
     pub metrics_port: u16,
 }
 
@@ -27,6 +28,11 @@ impl Operator {
 
     /// Starts an operator with extra `keyward run` flags.
     pub async fn start_with(namespace: &str, args: &[&str]) -> Self {
+        Self::start_with_env(namespace, args, &[]).await
+    }
+
+    /// Starts an operator with extra flags and environment variables.
+    pub async fn start_with_env(namespace: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut op = Self {
             child: None,
@@ -34,6 +40,10 @@ impl Operator {
             dir,
             runs: 0,
             args: args.iter().map(|a| a.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             metrics_port: 0,
         };
         op.spawn().await;
@@ -62,6 +72,7 @@ impl Operator {
             )
             .env("KUBECONFIG", kubeconfig_path())
             .env("RUST_LOG", "info,keyward=debug")
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
