@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
-use futures::channel::mpsc::{UnboundedSender, unbounded};
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
@@ -151,16 +151,104 @@ fn error_policy<K: ResourceExt>(
     Action::requeue(wait)
 }
 
-/// Where reconcile requests go, per kind.
+/// Where reconcile requests go, per kind. Requests are held only while the controllers
+/// run: until then (at startup, and on a standby that never leads) they are dropped, so a
+/// standby accumulates nothing, and starting the controllers enqueues every object once,
+/// which is all the first lists would have enqueued.
 #[derive(Clone)]
 struct Queues {
-    tenant: UnboundedSender<ObjectRef<Tenant>>,
-    pi: UnboundedSender<ObjectRef<PartnerIntegration>>,
-    key: UnboundedSender<ObjectRef<ApiKey>>,
-    sac: UnboundedSender<ObjectRef<ServiceAccountCredential>>,
+    tenant: Queue<Tenant>,
+    pi: Queue<PartnerIntegration>,
+    key: Queue<ApiKey>,
+    sac: Queue<ServiceAccountCredential>,
+    running: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// The reconcile requests of one kind; see [`Queues`].
+struct Queue<K: Resource<DynamicType = ()>> {
+    tx: UnboundedSender<ObjectRef<K>>,
+    running: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<K: Resource<DynamicType = ()>> Clone for Queue<K> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            running: self.running.clone(),
+        }
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Queue<K> {
+    fn new(
+        tx: UnboundedSender<ObjectRef<K>>,
+        running: &Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        Self {
+            tx,
+            running: running.clone(),
+        }
+    }
+
+    fn push(&self, reference: ObjectRef<K>) {
+        if self.running.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = self.tx.unbounded_send(reference);
+        }
+    }
+
+    fn push_all(&self, store: &Store<K>)
+    where
+        K: Clone,
+    {
+        for object in store.state() {
+            self.push(ObjectRef::from_obj(object.as_ref()));
+        }
+    }
+}
+
+type Receivers = (
+    UnboundedReceiver<ObjectRef<Tenant>>,
+    UnboundedReceiver<ObjectRef<PartnerIntegration>>,
+    UnboundedReceiver<ObjectRef<ApiKey>>,
+    UnboundedReceiver<ObjectRef<ServiceAccountCredential>>,
+);
+
 impl Queues {
+    /// Queues that hold nothing until [`Queues::start`].
+    fn new() -> (Self, Receivers) {
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tenant, tenant_rx) = unbounded();
+        let (pi, pi_rx) = unbounded();
+        let (key, key_rx) = unbounded();
+        let (sac, sac_rx) = unbounded();
+        let queues = Self {
+            tenant: Queue::new(tenant, &running),
+            pi: Queue::new(pi, &running),
+            key: Queue::new(key, &running),
+            sac: Queue::new(sac, &running),
+            running,
+        };
+        (queues, (tenant_rx, pi_rx, key_rx, sac_rx))
+    }
+
+    /// The controllers run: requests are held from now on, and every object of the four
+    /// stores is enqueued once. The queues open first, so a change the fan-out sends in
+    /// between is either held or already in the store.
+    fn start(&self, ctx: &Context) {
+        self.running
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.tenant.push_all(&ctx.tenants);
+        self.pi.push_all(&ctx.integrations);
+        self.key.push_all(&ctx.keys);
+        self.sac.push_all(&ctx.sacs);
+    }
+
+    /// The controllers stop (leadership lost): requests are dropped again.
+    fn stop(&self) {
+        self.running
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn send(&self, (kind, namespace, name): &ObjectId) {
         fn at<K: Resource<DynamicType = ()>>(
             name: &str,
@@ -172,18 +260,10 @@ impl Queues {
             }
         }
         match *kind {
-            tenant::KIND => {
-                let _ = self.tenant.unbounded_send(ObjectRef::new(name));
-            }
-            integration::KIND => {
-                let _ = self.pi.unbounded_send(at(name, namespace));
-            }
-            api_key::KIND => {
-                let _ = self.key.unbounded_send(at(name, namespace));
-            }
-            _ => {
-                let _ = self.sac.unbounded_send(at(name, namespace));
-            }
+            tenant::KIND => self.tenant.push(ObjectRef::new(name)),
+            integration::KIND => self.pi.push(at(name, namespace)),
+            api_key::KIND => self.key.push(at(name, namespace)),
+            _ => self.sac.push(at(name, namespace)),
         }
     }
 }
@@ -289,7 +369,12 @@ const CONTROLLERS: &str = "controllers";
 /// the controller stops (then with an error, so the process exits non-zero).
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let client = crate::client::counted(metrics.clone()).await?;
+    // With leader election, nothing but the Lease is written until this process holds it.
+    let fence = Arc::new(match options.leader_election {
+        Some(_) => leader::Fence::closed(),
+        None => leader::Fence::open(),
+    });
+    let client = crate::client::counted(metrics.clone(), fence.clone()).await?;
     let health = Health::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = {
@@ -322,16 +407,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         tasks: JoinSet::new(),
     };
     let inventory_changes = Arc::new(tokio::sync::Notify::new());
-    let (tenant_tx, tenant_rx) = unbounded();
-    let (pi_tx, pi_rx) = unbounded();
-    let (key_tx, key_rx) = unbounded();
-    let (sac_tx, sac_rx) = unbounded();
-    let queues = Queues {
-        tenant: tenant_tx,
-        pi: pi_tx,
-        key: key_tx,
-        sac: sac_tx,
-    };
+    let (queues, (tenant_rx, pi_rx, key_rx, sac_rx)) = Queues::new();
     // A new scan result reaches the keys whose value was, or is now, found elsewhere.
     let copies_changed = Arc::new(tokio::sync::Notify::new());
     {
@@ -352,7 +428,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 for key in keys.state() {
                     let fingerprint = key.status.as_ref().and_then(|s| s.fingerprint.as_ref());
                     if fingerprint.is_some_and(|f| now.contains(f) || before.contains(f)) {
-                        let _ = key_tx.unbounded_send(ObjectRef::from_obj(key.as_ref()));
+                        key_tx.push(ObjectRef::from_obj(key.as_ref()));
                     }
                 }
                 before = now;
@@ -488,6 +564,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             stop_tx.clone(),
             lost_leadership.clone(),
         );
+        let (fence, queues, ctx) = (fence.clone(), queues.clone(), ctx.clone());
         let mut stop_rx = stop_rx.clone();
         let mut tenancy_ready = tenancy_ready;
         async move {
@@ -510,7 +587,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             let leadership = match &lease {
                 None => None,
                 Some(lease) => tokio::select! {
-                    held = leader::Leadership::acquire(client, lease) => match held {
+                    held = leader::Leadership::acquire(client, lease, fence) => match held {
                         Ok(held) => Some(held),
                         Err(err) => {
                             tracing::error!(error = %err, "leader election failed");
@@ -523,14 +600,21 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 },
             };
             if let Some(mut leadership) = leadership {
-                // Losing the Lease stops this process: another replica has taken over.
+                // Losing the Lease stops this process: another replica takes over. The
+                // fence closed before, so the passes still in flight write nothing.
+                let queues = queues.clone();
                 tokio::spawn(async move {
                     leadership.lost().await;
-                    tracing::error!("lost leadership; stopping");
+                    queues.stop();
+                    tracing::error!(
+                        identity = leadership.identity(),
+                        "lost leadership; stopping"
+                    );
                     lost_flag.store(true, std::sync::atomic::Ordering::SeqCst);
                     let _ = stop_tx.send(true);
                 });
             }
+            queues.start(&ctx);
             tokio::join!(tenant_ctl, integration_ctl, key_ctl, sac_ctl);
         }
     };
@@ -708,7 +792,7 @@ impl Fanout {
                                 let namespaces = t.spec.namespaces.clone().unwrap_or_default();
                                 self.seen_tenants
                                     .insert(name.clone(), (t.metadata.generation, namespaces));
-                                let _ = self.queues.tenant.unbounded_send(ObjectRef::new(&name));
+                                self.queues.tenant.push(ObjectRef::new(&name));
                             }
                         }
                         self.tenants_listed();
@@ -730,7 +814,7 @@ impl Fanout {
                                     (pi.metadata.generation, credential::integration_facts(pi));
                                 self.seen_integrations
                                     .insert((namespace, pi.name_any()), facts);
-                                let _ = self.queues.pi.unbounded_send(ObjectRef::from_obj(pi));
+                                self.queues.pi.push(ObjectRef::from_obj(pi));
                             }
                         } else {
                             for pi in &listed {
@@ -840,16 +924,13 @@ impl Fanout {
         let mut statuses = affected.clone();
         statuses.extend(tenancy.claimants(&namespaces));
         for tenant in &statuses {
-            let _ = self.queues.tenant.unbounded_send(ObjectRef::new(tenant));
+            self.queues.tenant.push(ObjectRef::new(tenant));
         }
         for pi in self.ctx.integrations.state() {
             if affected.contains(&pi.spec.tenant)
                 || pi.namespace().is_some_and(|ns| namespaces.contains(&ns))
             {
-                let _ = self
-                    .queues
-                    .pi
-                    .unbounded_send(ObjectRef::from_obj(pi.as_ref()));
+                self.queues.pi.push(ObjectRef::from_obj(pi.as_ref()));
             }
         }
         send(
@@ -885,7 +966,7 @@ impl Fanout {
         if live && previous.as_ref() == Some(&facts) {
             return;
         }
-        let _ = self.queues.pi.unbounded_send(ObjectRef::from_obj(pi));
+        self.queues.pi.push(ObjectRef::from_obj(pi));
         let uses = |ns: Option<String>, pi: Option<&str>| {
             ns.as_deref() == Some(namespace.as_str()) && pi == Some(name.as_str())
         };
@@ -983,13 +1064,10 @@ impl Fanout {
 
     fn counts_changed(&self, changed: index::Changed) {
         for tenant in changed.tenants {
-            let _ = self.queues.tenant.unbounded_send(ObjectRef::new(&tenant));
+            self.queues.tenant.push(ObjectRef::new(&tenant));
         }
         for (ns, pi) in changed.integrations {
-            let _ = self
-                .queues
-                .pi
-                .unbounded_send(ObjectRef::new(&pi).within(&ns));
+            self.queues.pi.push(ObjectRef::new(&pi).within(&ns));
         }
     }
 }
@@ -1009,7 +1087,7 @@ impl Sends<ApiKey> for Fanout {
         &mut relist.keys
     }
     fn send_credential(&self, reference: ObjectRef<ApiKey>) {
-        let _ = self.queues.key.unbounded_send(reference);
+        self.queues.key.push(reference);
     }
 }
 
@@ -1021,7 +1099,7 @@ impl Sends<ServiceAccountCredential> for Fanout {
         &mut relist.sacs
     }
     fn send_credential(&self, reference: ObjectRef<ServiceAccountCredential>) {
-        let _ = self.queues.sac.unbounded_send(reference);
+        self.queues.sac.push(reference);
     }
 }
 
@@ -1038,11 +1116,37 @@ fn in_tenancy<K: Credential>(
             .is_some_and(|ns| namespaces.contains(&ns))
 }
 
-fn send<K: Resource>(tx: &UnboundedSender<ObjectRef<K>>, refs: Vec<ObjectRef<K>>)
-where
-    K::DynamicType: Clone + Eq + std::hash::Hash,
-{
+fn send<K: Resource<DynamicType = ()>>(queue: &Queue<K>, refs: Vec<ObjectRef<K>>) {
     for reference in refs {
-        let _ = tx.unbounded_send(reference);
+        queue.push(reference);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_hold_nothing_until_the_controllers_start_and_after_they_stop() {
+        let (queues, (mut tenants, _, mut keys, _)) = Queues::new();
+        let key = || (api_key::KIND, Some("team-a".to_owned()), "k".to_owned());
+        queues.tenant.push(ObjectRef::new("acme"));
+        queues.send(&key());
+        assert!(tenants.try_recv().is_err());
+        assert!(keys.try_recv().is_err());
+
+        // What `start` does before it enqueues the stores' objects.
+        queues
+            .running
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        queues.send(&key());
+        assert_eq!(
+            keys.try_recv().ok(),
+            Some(ObjectRef::new("k").within("team-a"))
+        );
+
+        queues.stop();
+        queues.send(&key());
+        assert!(keys.try_recv().is_err());
     }
 }
