@@ -35,6 +35,10 @@ pub struct ObjectRef {
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
     audit: bool,
+    /// Names the announcement (the name of its Event): a line printed again after a crash
+    /// carries the same id, so a log pipeline can drop the repeat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub time: DateTime<Utc>,
     pub action: AuditAction,
     pub object: ObjectRef,
@@ -70,6 +74,7 @@ impl AuditRecord {
     ) -> Self {
         Self {
             audit: true,
+            id: None,
             time: Utc::now(),
             action,
             object,

@@ -35,6 +35,7 @@ impl Error {
             Self::Kube(kube::Error::Api(status)) if status.is_conflict() => "conflict",
             Self::Kube(kube::Error::Api(status)) if status.is_not_found() => "not_found",
             Self::Kube(kube::Error::Api(_)) => "api",
+            Self::Kube(err) if is_fenced(err) => "fenced",
             Self::Kube(_) => "transport",
             Self::Entropy(_) => "entropy",
             Self::MissingMetadata(_) => "missing_metadata",
@@ -48,6 +49,8 @@ impl Error {
     pub fn is_unreachable(&self) -> bool {
         match self {
             Self::Kube(kube::Error::Api(status)) => status.code >= 500 || status.code == 429,
+            // Refused by this process's own fence: it no longer leads, and is stopping.
+            Self::Kube(err) if is_fenced(err) => false,
             Self::Kube(_) => true,
             _ => false,
         }
@@ -55,3 +58,15 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether `err` is a write this process's leader-election fence refused.
+fn is_fenced(err: &kube::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<crate::client::Fenced>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod policy;
 pub mod report;
 pub mod rotate;
+pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod telemetry;

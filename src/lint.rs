@@ -806,13 +806,13 @@ impl<'a> Run<'a> {
             && lifecycle.state != S::Expired
             && let Ok(resolved) = tenancy.resolve(t)
             && let Some(max) = resolved.policy.max_lifetime
-            && own > crate::policy::later(now, max)
+            && let Some(cut) = crate::policy::credential::cut_by_max_lifetime(Some(own), now, max)
         {
             out.push(format!(
                 "expiresAt {} is later than tenant {t}'s maxLifetime ({}) allows from now; it would expire at {} instead ({})",
                 format_time(own),
                 format_duration(max),
-                format_time(crate::policy::later(now, max)),
+                format_time(cut),
                 "PolicyCompliant=False"
             ));
         }
@@ -829,20 +829,7 @@ struct CredentialFields<'a> {
     rotation_every: Option<chrono::Duration>,
 }
 
-/// `..` and absolute paths would leave the tenant's Vault prefix; the operator refuses them.
-pub fn vault_path_problem(path: &str) -> Option<String> {
-    if path.starts_with('/') {
-        return Some(format!(
-            "spec.vault.path {path:?} is absolute; it must be relative to the tenant's prefix (InvalidVaultPath)"
-        ));
-    }
-    if path.split('/').any(|segment| segment == "..") {
-        return Some(format!(
-            "spec.vault.path {path:?} contains \"..\"; it must stay under the tenant's prefix (InvalidVaultPath)"
-        ));
-    }
-    None
-}
+pub use crate::policy::vault::path_problem as vault_path_problem;
 
 // ---------------------------------------------------------------------------------------------
 // YAML.

@@ -9,6 +9,7 @@ mod api_key;
 #[cfg(test)]
 pub(crate) mod bounded_fields;
 mod common;
+mod fingerprint;
 mod integration;
 pub mod labels;
 mod sa_credential;
@@ -16,6 +17,7 @@ mod tenant;
 
 pub use api_key::*;
 pub use common::*;
+pub use fingerprint::Fingerprint;
 pub use integration::*;
 pub use sa_credential::*;
 pub use tenant::*;

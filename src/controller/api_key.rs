@@ -146,6 +146,11 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
         .await
     }
     .await;
+    // Whether this pass wrote what it announces (a new value, or the withdrawal).
+    let wrote = matches!(
+        plan.action,
+        KeyAction::Issue { .. } | KeyAction::Rotate { .. } | KeyAction::Withdraw
+    );
     let fingerprint = match applied {
         Ok(fingerprint) => fingerprint,
         Err(err) => {
@@ -239,6 +244,7 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
         &plan.lifecycle,
         delivered.map(|d| deed(d, &plan.lifecycle)),
         changed,
+        wrote,
         facts,
     )
     .await;

@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 use super::backoff::Backoff;
 use super::index::Counts;
 use crate::api::{ApiKey, PartnerIntegration, ServiceAccountCredential, Tenant};
-use crate::inventory::scan::ValueCopy;
+pub use crate::inventory::ValueCopies;
 use crate::metrics::Metrics;
 use crate::policy::credential::Verdict;
 use crate::policy::tenancy::Tenancy;
@@ -52,9 +52,6 @@ pub struct Context {
 /// updates it in place unless a reader still holds the previous snapshot.
 pub type SharedTenancy = Arc<RwLock<Arc<Tenancy>>>;
 
-/// The value copies found by the inventory's last scan, shared with the controllers.
-pub type ValueCopies = Arc<std::sync::RwLock<Vec<ValueCopy>>>;
-
 impl Context {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -91,7 +88,7 @@ impl Context {
         }
     }
 
-    /// `CrossTenant=True` when the last scan found the value with `fingerprint` in a
+    /// `CrossTenant=True` when the inventory found the value with `fingerprint` in a
     /// Secret of a namespace that `tenant` does not own.
     pub fn copied_elsewhere(
         &self,
@@ -100,24 +97,7 @@ impl Context {
         fingerprint: &str,
     ) -> Option<Verdict> {
         let copies = self.copies.read().ok()?;
-        let found: Vec<String> = copies
-            .iter()
-            .filter(|c| {
-                c.fingerprint == fingerprint
-                    && tenancy.namespace_owner(&c.namespace).tenant() != Some(tenant)
-            })
-            .map(|c| format!("Secret {}/{} (key {:?})", c.namespace, c.secret, c.key))
-            .collect();
-        (!found.is_empty()).then(|| {
-            Verdict::new(
-                true,
-                "ValueCopied",
-                format!(
-                    "the value is also in {}, outside the namespaces of tenant {tenant}",
-                    found.join(", ")
-                ),
-            )
-        })
+        crate::policy::copies::copied_elsewhere(&copies, tenancy, tenant, fingerprint)
     }
 
     /// A snapshot of the tenancy index.
@@ -128,20 +108,25 @@ impl Context {
         }
     }
 
-    /// Publishes an announcement Event on `object` exactly once: its name is derived from
-    /// the object and `what` (e.g. `rotated-v4`), so a pass that repeats an announcement a
-    /// crashed or failed pass already made finds it (409) and returns `false`. Returns
-    /// `true` when the Event is new, or could not be written for another reason (the
-    /// audit line that follows is then the record). Event names live as long as the API
-    /// server keeps Events (`--event-ttl`, one hour by default).
+    /// Announces `what` on `object` once: `record` (the audit line) then an Event whose
+    /// name is derived from the object and `what` (e.g. `rotated-v4`). The Event is the
+    /// durable record that it was announced: a pass that may repeat an announcement (one
+    /// that did not make the write itself: `fresh` is false) first looks for that Event
+    /// and announces nothing when it exists. Returns whether it announced.
+    ///
+    /// The audit line is written before the Event, so a crash between the two prints the
+    /// line again on the next pass (same `id`), and never loses it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn announce_once<K>(
         &self,
         object: &K,
         what: &str,
+        fresh: bool,
         type_: EventType,
         reason: &str,
         action: &str,
         note: &str,
+        record: impl FnOnce(&str),
     ) -> bool
     where
         K: Resource<DynamicType = ()>,
@@ -151,6 +136,11 @@ impl Context {
         let namespace = object.namespace().unwrap_or_default();
         let uid = object.uid().unwrap_or_default();
         let name = announcement_name(&object.name_any(), &uid, what);
+        let api: kube::Api<ApiEvent> = kube::Api::namespaced(self.client.clone(), &namespace);
+        if !fresh && let Ok(Some(_)) = api.get_opt(&name).await {
+            return false;
+        }
+        record(&name);
         let event = ApiEvent {
             metadata: ObjectMeta {
                 name: Some(name),
@@ -173,21 +163,18 @@ impl Context {
             reporting_instance: Some(self.instance.clone()),
             ..ApiEvent::default()
         };
-        let api: kube::Api<ApiEvent> = kube::Api::namespaced(self.client.clone(), &namespace);
         match api.create(&kube::api::PostParams::default(), &event).await {
-            Ok(_) => true,
-            Err(kube::Error::Api(s)) if s.code == 409 => false,
-            Err(err) => {
-                tracing::warn!(
-                    namespace,
-                    name = object.name_any(),
-                    reason,
-                    error = %err,
-                    "publishing event failed"
-                );
-                true
-            }
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(err) => tracing::warn!(
+                namespace,
+                name = object.name_any(),
+                reason,
+                error = %err,
+                "publishing event failed"
+            ),
         }
+        true
     }
 
     /// Publishes an Event on `object`; a failure to publish is logged, never fatal.

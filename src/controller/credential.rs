@@ -335,16 +335,18 @@ pub struct Facts {
 
 /// Announces what a pass did (before its status is written: a pass that dies after
 /// announcing repeats the announcement, which its Event's name makes a no-op) and records
-/// the credential in the metrics. Returns whether the announcement is new.
+/// the credential in the metrics. `fresh`: this pass made the write announced, so no
+/// earlier pass can have announced it. Returns whether the announcement is new.
 pub async fn report<K: Credential>(
     ctx: &Context,
     credential: &K,
     l: &Lifecycle,
     deed: Option<Deed>,
     changed: bool,
+    fresh: bool,
     facts: Facts,
 ) -> bool {
-    let new = announce(ctx, credential, l, deed, changed, &facts).await;
+    let new = announce(ctx, credential, l, deed, changed, fresh, &facts).await;
     ctx.metrics.observe_credential(
         CredentialKey {
             kind: K::kind(&()).into_owned(),
@@ -371,6 +373,7 @@ async fn announce<K: Credential>(
     l: &Lifecycle,
     deed: Option<Deed>,
     changed: bool,
+    fresh: bool,
     facts: &Facts,
 ) -> bool {
     let kind = K::kind(&());
@@ -429,34 +432,16 @@ async fn announce<K: Credential>(
     };
     let event_reason = format!("{action:?}");
     let event_action = event_action.unwrap_or_else(|| event_reason.clone());
-    if !ctx
-        .announce_once(
-            credential,
-            &what,
-            type_,
-            &event_reason,
-            &event_action,
-            &note,
-        )
-        .await
-    {
-        // A repeated pass: announced before.
-        return false;
-    }
-    if action == AuditAction::Revoked {
-        let tenant = l.tenant.as_deref().unwrap_or_default();
-        ctx.metrics.revocation(&kind, tenant, &l.reason);
-    }
     let mut record = AuditRecord::new(
         action,
         AuditObject {
-            kind: kind.into_owned(),
+            kind: kind.clone().into_owned(),
             namespace: credential.namespace(),
             name: credential.name_any(),
             uid: credential.uid(),
         },
         l.reason.clone(),
-        note,
+        note.clone(),
     );
     record.tenant = l.tenant.clone();
     record.owner = l.owner.clone();
@@ -469,6 +454,24 @@ async fn announce<K: Credential>(
     record.previous_valid_until = facts.previous_valid_until.map(|t| t.0);
     record.expires_at = facts.expires_at.map(|t| t.0);
     record.token_expires_at = facts.token_expires_at.map(|t| t.0);
-    audit::emit(&record);
-    true
+    let announced = ctx
+        .announce_once(
+            credential,
+            &what,
+            fresh,
+            type_,
+            &event_reason,
+            &event_action,
+            &note,
+            |id| {
+                record.id = Some(id.to_owned());
+                audit::emit(&record);
+            },
+        )
+        .await;
+    if announced && action == AuditAction::Revoked {
+        let tenant = l.tenant.as_deref().unwrap_or_default();
+        ctx.metrics.revocation(&kind, tenant, &l.reason);
+    }
+    announced
 }

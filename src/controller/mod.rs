@@ -58,10 +58,7 @@ pub struct Options {
     pub min_rotation_interval: chrono::Duration,
 }
 
-/// The longest single wait of a requeue. The controller's timer wheel holds at most about
-/// two years, so anything due later is looked at again after this and rescheduled: one
-/// reconcile per object per half year is the only cost of a far deadline.
-pub const MAX_REQUEUE: StdDuration = StdDuration::from_secs(180 * 24 * 3600);
+pub use crate::runtime::{MAX_REQUEUE, watch_backoff};
 
 /// Requeue exactly when the next thing is due, or wait for a change.
 pub fn requeue_at(due: Option<DateTime<Utc>>) -> Action {
@@ -72,18 +69,6 @@ pub fn requeue_at(due: Option<DateTime<Utc>>) -> Action {
         }
         None => Action::await_change(),
     }
-}
-
-/// The backoff of every watch: quick to resume after the API server comes back (at most
-/// 2 s between attempts), with jitter so replicas do not retry in step.
-pub fn watch_backoff() -> watcher::ExponentialBackoff {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(StdDuration::from_millis(250))
-        .with_max_delay(StdDuration::from_secs(2))
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .into()
 }
 
 fn object_id<K: ResourceExt>(kind: &'static str, object: &K) -> ObjectId {
@@ -499,12 +484,27 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             ctx.clone(),
         )
         .for_each(|_| async {});
+    let conflicts_key = keys.clone();
     let key_ctl = Controller::for_stream(stream::pending(), keys.clone())
         .trigger_backoff(watch_backoff())
         .reconcile_on(key_rx)
         .owns(
             scoped::<Secret>(&client, namespace),
             Config::default().labels(labels::MANAGED_SELECTOR),
+        )
+        // A conflicting Secret is not keyward's and carries no label: a metadata-only
+        // watch of every Secret notices when one goes away, and the key is issued.
+        .watches(
+            scoped::<PartialObjectMeta<Secret>>(&client, namespace),
+            Config::default(),
+            move |secret| {
+                credential::in_conflict_with(
+                    &conflicts_key,
+                    &secret,
+                    crate::policy::credential::reason::SECRET_CONFLICT,
+                    api_key::secret_name,
+                )
+            },
         )
         .graceful_shutdown_on(stopped())
         .run(

@@ -237,6 +237,8 @@ pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) ->
         target.apply(&plan, observed, &parsed, now).await
     }
     .await;
+    // Whether this pass wrote what it announces (a new token, or the withdrawal).
+    let wrote = !matches!(plan.action, SacAction::Keep);
     let served = match applied {
         Ok(served) => served,
         Err(err) => {
@@ -294,8 +296,16 @@ pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) ->
     };
     // Announced before the status is written: a pass that dies in between repeats the
     // announcement, which its Event's name makes a no-op.
-    let announced =
-        credential::report(&ctx, sac.as_ref(), &plan.lifecycle, deed, changed, facts).await;
+    let announced = credential::report(
+        &ctx,
+        sac.as_ref(),
+        &plan.lifecycle,
+        deed,
+        changed,
+        wrote,
+        facts,
+    )
+    .await;
     if announced
         && matches!(
             delivered,

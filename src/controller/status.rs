@@ -3,8 +3,7 @@
 //! and is never written again.
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp as JiffTimestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use crate::policy::credential::{OwnerBinding, PriorOwner, Verdict, reason};
 
@@ -25,18 +24,7 @@ where
     Ok(())
 }
 
-/// chrono to Kubernetes `Time` (a jiff timestamp in k8s-openapi 0.29).
-pub fn to_k8s_time(t: DateTime<Utc>) -> Time {
-    let ts = JiffTimestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)
-        .unwrap_or(JiffTimestamp::UNIX_EPOCH);
-    Time(ts)
-}
-
-/// Kubernetes `Time` to chrono.
-pub fn from_k8s_time(t: &Time) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
-        .unwrap_or(DateTime::UNIX_EPOCH)
-}
+pub use crate::runtime::{from_k8s_time, to_k8s_time};
 
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)

@@ -29,6 +29,10 @@ use object::{
 };
 use rbac::{Binding, Rbac};
 
+/// Where the inventory last found managed values outside their credentials (never the
+/// values), shared with the controllers for their `CrossTenant` condition.
+pub type ValueCopies = std::sync::Arc<std::sync::RwLock<Vec<scan::ValueCopy>>>;
+
 pub use watch::{DEFAULT_SCAN_INTERVAL, Options, SYNCED_MESSAGE, run};
 
 /// Objects per list page when listing metadata and keyward objects.

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::credential::CredentialKind;
 use crate::api::{GROUP, labels};
-use crate::controller::status::from_k8s_time;
+use crate::runtime::from_k8s_time;
 
 /// The Secret type of legacy ServiceAccount tokens.
 pub const SERVICE_ACCOUNT_TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
@@ -262,7 +262,7 @@ pub fn last_write(meta: &ObjectMeta) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::status::to_k8s_time;
+    use crate::runtime::to_k8s_time;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference};
 
     fn at(s: &str) -> DateTime<Utc> {

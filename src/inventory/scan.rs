@@ -10,19 +10,12 @@ use kube::{Client, ResourceExt};
 
 use super::InventoryError;
 use super::object::HELM_RELEASE_TYPE;
-use crate::store::value::Fingerprint;
+use crate::api::Fingerprint;
 
 /// Secrets per page: a page is the most Secret data held in memory at once.
 pub const PAGE_SIZE: u32 = 100;
 
-/// A Secret value whose fingerprint is that of a managed credential.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ValueCopy {
-    pub fingerprint: String,
-    pub namespace: String,
-    pub secret: String,
-    pub key: String,
-}
+pub use crate::policy::copies::ValueCopy;
 
 /// The values of one Secret that match `wanted`. A value is compared as stored and, when
 /// surrounding whitespace differs, trimmed: a value pasted into a file and loaded with

@@ -58,7 +58,7 @@ pub struct Options {
     pub changes: Arc<Notify>,
     /// The last scan's copies, shared with the controllers, and notified when they change
     /// (ApiKeys report a copy in their `CrossTenant` condition).
-    pub copies: crate::controller::context::ValueCopies,
+    pub copies: super::ValueCopies,
     pub copies_changed: Arc<Notify>,
 }
 
@@ -117,7 +117,7 @@ pub async fn run(
                 let wait = (t - Utc::now())
                     .to_std()
                     .unwrap_or_default()
-                    .min(crate::controller::MAX_REQUEUE);
+                    .min(crate::runtime::MAX_REQUEUE);
                 Instant::now() + wait
             });
             let scan = scanning.is_none().then_some(next_scan);
@@ -331,7 +331,7 @@ where
     V: Send + 'static,
 {
     watcher(api, config)
-        .backoff(crate::controller::watch_backoff())
+        .backoff(crate::runtime::watch_backoff())
         .map(move |result| match result {
             Ok(event) => wrap(map_event(event, |k| {
                 (

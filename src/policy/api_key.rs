@@ -177,7 +177,11 @@ pub fn plan(
         waiting.next_rotation_at = Some(until);
         return waiting;
     }
-    if manual || scheduled {
+    // A value the status does not record yet (a pass died or failed after writing it) is
+    // recorded, and so announced, before the next one replaces it: no version goes
+    // unannounced, and its consumers are restarted for it.
+    let unrecorded = rotation.last_version.is_none_or(|v| v < served.version);
+    if (manual || scheduled) && !unrecorded {
         let previous_valid_until = (overlap > Duration::zero()).then(|| super::later(now, overlap));
         let version = served
             .version

@@ -224,6 +224,21 @@ pub fn clamped(prior: &Verdict, note: String) -> Verdict {
     Verdict::new(false, reason::CLAMPED, message)
 }
 
+/// When `maxLifetime` ends for a spec first seen at `renewed_at`.
+pub fn max_lifetime_end(renewed_at: DateTime<Utc>, max: Duration) -> DateTime<Utc> {
+    super::later(renewed_at, max)
+}
+
+/// The time `maxLifetime` cuts an own `expiresAt` short to, when it does.
+pub fn cut_by_max_lifetime(
+    expires_at: Option<DateTime<Utc>>,
+    renewed_at: DateTime<Utc>,
+    max: Duration,
+) -> Option<DateTime<Utc>> {
+    let end = max_lifetime_end(renewed_at, max);
+    expires_at.filter(|own| *own > end).map(|_| end)
+}
+
 fn earliest(deadlines: impl IntoIterator<Item = Deadline>) -> Option<Deadline> {
     deadlines.into_iter().min_by_key(|d| d.at)
 }
@@ -431,7 +446,7 @@ pub fn decide(input: &CredentialInput<'_>) -> Lifecycle {
     }
     let mut clamped = Vec::new();
     if let Some(max) = policy.max_lifetime {
-        let at = super::later(renewed_at, max);
+        let at = max_lifetime_end(renewed_at, max);
         deadlines.push(Deadline {
             at,
             source: DeadlineSource::MaxLifetime {
@@ -440,7 +455,7 @@ pub fn decide(input: &CredentialInput<'_>) -> Lifecycle {
                 renewed_at,
             },
         });
-        if spec.expires_at.is_some_and(|own| own > at) {
+        if let Some(at) = cut_by_max_lifetime(spec.expires_at, renewed_at, max) {
             clamped.push(format!(
                 "expiresAt is later than maxLifetime ({}) allows, so it expires at {}",
                 super::format_duration(max),

@@ -2,11 +2,13 @@
 //! policy, expiry and rotation, and what a credential should be at time `t`. No I/O.
 
 pub mod api_key;
+pub mod copies;
 pub mod credential;
 pub mod integration;
 pub mod sa_credential;
 pub mod tenancy;
 pub mod tenant;
+pub mod vault;
 
 #[cfg(test)]
 mod tests;

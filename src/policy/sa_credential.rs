@@ -9,8 +9,8 @@ use chrono::{DateTime, Duration, Utc};
 
 pub use super::credential::{Delivery, PriorRecord};
 use super::credential::{Lifecycle, ServedRecord, reason};
+use crate::api::Fingerprint;
 use crate::api::{CredentialState, GoDuration, labels};
-use crate::store::value::Fingerprint;
 
 /// Ready reason when a ServiceAccount of that name exists and is not this credential's.
 pub const SERVICE_ACCOUNT_CONFLICT: &str = "ServiceAccountConflict";

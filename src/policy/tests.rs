@@ -402,6 +402,7 @@ fn rotation_keeps_the_previous_value_until_the_overlap_ends() {
     let now = t0() + every;
     let rot = RotationInput {
         overlap: Duration::minutes(10),
+        last_version: Some(1),
         ..Default::default()
     };
     let p = plan(
@@ -438,6 +439,7 @@ fn a_rotate_annotation_value_rotates_once() {
     let t = world(&[acme()]);
     let rot = RotationInput {
         rotate_annotation: Some("2026-11-23T10:05:00Z"),
+        last_version: Some(1),
         ..Default::default()
     };
     let now = t0() + Duration::minutes(5);
@@ -521,6 +523,7 @@ fn a_rotation_due_during_an_overlap_waits_for_its_end() {
     let rot = RotationInput {
         overlap: Duration::minutes(30),
         rotate_annotation: Some("now"),
+        last_version: Some(2),
         ..Default::default()
     };
     let p = plan(
@@ -560,6 +563,7 @@ fn an_overlap_longer_than_the_effective_interval_is_clamped_to_it() {
     let now = t0() + every;
     let rot = RotationInput {
         overlap: Duration::hours(1),
+        last_version: Some(1),
         ..Default::default()
     };
     let p = plan(
@@ -579,6 +583,37 @@ fn an_overlap_longer_than_the_effective_interval_is_clamped_to_it() {
     assert_eq!(p.lifecycle.policy_compliant.reason, reason::CLAMPED);
     // The next rotation falls when the overlap ends, so it never has to wait.
     assert_eq!(p.next_rotation_at, Some(now + every));
+}
+
+#[test]
+fn a_value_the_status_does_not_record_yet_is_recorded_before_the_next_rotation() {
+    let t = world(&[acme()]);
+    let every = Duration::minutes(10);
+    let now = t0() + every * 3;
+    let unrecorded = RotationInput {
+        last_version: Some(1),
+        ..Default::default()
+    };
+    let p = plan(
+        active(&t, Some(every), now),
+        &SecretState::Ours(served(2, t0())),
+        &unrecorded,
+        now,
+    );
+    assert_eq!(p.action, KeyAction::None, "version 2 is recorded first");
+    assert_eq!(p.served.as_ref().map(|s| s.version), Some(2));
+    assert_eq!(p.next_due, Some(now), "and the rotation follows at once");
+    let recorded = RotationInput {
+        last_version: Some(2),
+        ..Default::default()
+    };
+    let p = plan(
+        active(&t, Some(every), now),
+        &SecretState::Ours(served(2, t0())),
+        &recorded,
+        now,
+    );
+    assert!(matches!(p.action, KeyAction::Rotate { version: 3, .. }));
 }
 
 #[test]

@@ -1,12 +1,11 @@
 //! Credential values: generated from the operating system's CSPRNG, and fingerprinted so
 //! the value itself never has to be shown.
 
+pub use crate::api::Fingerprint;
+use crate::api::{Encoding, Generator};
 use base64::Engine;
 use rand::TryRngCore;
 use rand::rngs::OsRng;
-use sha2::{Digest, Sha256};
-
-use crate::api::{Encoding, Generator};
 
 /// A credential value. Its `Debug` never shows the value, so it cannot leak into logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -29,30 +28,6 @@ impl Value {
 impl std::fmt::Debug for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Value({})", self.fingerprint())
-    }
-}
-
-/// `sha256:` and the first 16 hex digits of the SHA-256 of a value.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Fingerprint(String);
-
-impl Fingerprint {
-    pub fn of(bytes: &[u8]) -> Self {
-        let digest = Sha256::digest(bytes);
-        Self(format!(
-            "sha256:{}",
-            hex::encode(digest.iter().take(8).copied().collect::<Vec<u8>>())
-        ))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
