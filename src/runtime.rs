@@ -13,12 +13,14 @@ use kube::runtime::watcher;
 /// reconcile per object per half year is the only cost of a far deadline.
 pub const MAX_REQUEUE: StdDuration = StdDuration::from_secs(180 * 24 * 3600);
 
-/// The backoff of every watch: quick to resume after the API server comes back (at most
-/// 2 s between attempts), with jitter so replicas do not retry in step.
+/// The backoff of every watch: quick to resume after the API server comes back, with
+/// jitter so replicas do not retry in step. The delay doubles from 250 ms to 1 s, and the
+/// jitter adds up to as much again (backon's jitter is a random fraction of the delay),
+/// so no attempt waits more than 2 s.
 pub fn watch_backoff() -> watcher::ExponentialBackoff {
     backon::ExponentialBuilder::default()
         .with_min_delay(StdDuration::from_millis(250))
-        .with_max_delay(StdDuration::from_secs(2))
+        .with_max_delay(StdDuration::from_secs(1))
         .with_factor(2.0)
         .with_jitter()
         .without_max_times()

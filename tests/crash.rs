@@ -307,7 +307,10 @@ async fn twenty_kills_during_mass_rotation_lose_repeat_or_skip_nothing() {
                 .collect();
             // The audit line is printed before its Event is created: a kill in between
             // prints it again after the restart, with the same id, and never loses it.
-            assert!(!lines.is_empty(), "{name}: no {action} audit line for version {version}");
+            assert!(
+                !lines.is_empty(),
+                "{name}: no {action} audit line for version {version}"
+            );
             let event_name = events
                 .iter()
                 .find(|e| {
