@@ -360,6 +360,9 @@ async fn the_same_process_converges_within_5s_of_the_api_server_returning() {
         .filter(|(name, _)| late.iter().any(|l| l.starts_with(name.as_str())))
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect();
+    let log_copy = std::env::temp_dir().join("keyward-outage-operator.log");
+    let _ = std::fs::write(&log_copy, op.logs());
+    eprintln!("outage: the operator's log is in {}", log_copy.display());
     assert!(
         late.is_empty(),
         "not converged within {CONVERGENCE:?} of the API server being ready: {late:?} \

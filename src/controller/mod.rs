@@ -490,13 +490,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .reconcile_on(key_rx)
         .owns(
             scoped::<Secret>(&client, namespace),
-            Config::default().labels(labels::MANAGED_SELECTOR),
+            fresh_lists().labels(labels::MANAGED_SELECTOR),
         )
         // A conflicting Secret is not keyward's and carries no label: a metadata-only
         // watch of every Secret notices when one goes away, and the key is issued.
         .watches(
             scoped::<PartialObjectMeta<Secret>>(&client, namespace),
-            Config::default(),
+            fresh_lists(),
             move |secret| {
                 credential::in_conflict_with(
                     &conflicts_key,
@@ -519,22 +519,22 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .reconcile_on(sac_rx)
         .owns(
             scoped::<ServiceAccount>(&client, namespace),
-            Config::default().labels(labels::MANAGED_SELECTOR),
+            fresh_lists().labels(labels::MANAGED_SELECTOR),
         )
         .owns(
             scoped::<Secret>(&client, namespace),
-            Config::default().labels(labels::MANAGED_SELECTOR),
+            fresh_lists().labels(labels::MANAGED_SELECTOR),
         )
         // Objects in conflict are not keyward's and carry no label: metadata-only watches
         // of every ServiceAccount and Secret notice when one goes away.
         .watches(
             scoped::<PartialObjectMeta<ServiceAccount>>(&client, namespace),
-            Config::default(),
+            fresh_lists(),
             move |sa| sa_credential::in_conflict_with(&conflicts_sa, &sa),
         )
         .watches(
             scoped::<PartialObjectMeta<Secret>>(&client, namespace),
-            Config::default(),
+            fresh_lists(),
             move |secret| sa_credential::in_conflict_with(&conflicts_secret, &secret),
         )
         .graceful_shutdown_on(stopped())
@@ -645,6 +645,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Watch settings of the controllers' own watches: every (re)list is a consistent read.
+/// After an API server restart its watch cache starts afresh; a list served from it
+/// (kube's default, `resourceVersion=0`) can return a resourceVersion the new cache no
+/// longer serves watches from, so the watch fails with 410 and the list is repeated, for
+/// seconds, while the store stays stale. A consistent list costs one etcd read per re-list,
+/// which is rare. (The inventory's watches of every Secret keep the cached list.)
+fn fresh_lists() -> Config {
+    Config::default().list_semantic(watcher::ListSemantic::MostRecent)
+}
+
 /// An Api of `K` in the managed namespace, or in all namespaces when none is given.
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -709,11 +719,7 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
-    let events = reflect(
-        writer,
-        watcher(api, Config::default()).backoff(watch_backoff()),
-    )
-    .boxed();
+    let events = reflect(writer, watcher(api, fresh_lists()).backoff(watch_backoff())).boxed();
     (store, events)
 }
 

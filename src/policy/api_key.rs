@@ -221,8 +221,19 @@ pub fn plan(
     if served.rotation_request.is_some() {
         out.last_rotation_request = served.rotation_request.clone();
     }
-    finish(out, next, every, now)
+    let mut planned = finish(out, next, every, now);
+    if manual || scheduled {
+        // The rotation waits for this pass's status write, whose watch event brings the
+        // next pass at once; looking again a moment later covers a store that lags (a
+        // watch re-listing after an API server restart), never a busy loop.
+        planned.next_due = Some(super::later(now, RECORD_RETRY));
+    }
+    planned
 }
+
+/// How soon a rotation that waits for its predecessor to be recorded is looked at again
+/// if no watch event comes first.
+pub const RECORD_RETRY: Duration = Duration::seconds(1);
 
 /// A key whose value would live in Vault only, with no Vault store configured: serve
 /// nothing rather than claim a value exists, and withdraw a Secret served before.

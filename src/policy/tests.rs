@@ -602,7 +602,11 @@ fn a_value_the_status_does_not_record_yet_is_recorded_before_the_next_rotation()
     );
     assert_eq!(p.action, KeyAction::None, "version 2 is recorded first");
     assert_eq!(p.served.as_ref().map(|s| s.version), Some(2));
-    assert_eq!(p.next_due, Some(now), "and the rotation follows at once");
+    assert_eq!(
+        p.next_due,
+        Some(now + super::api_key::RECORD_RETRY),
+        "looked at again soon, never in a busy loop (the status write brings it sooner)"
+    );
     let recorded = RotationInput {
         last_version: Some(2),
         ..Default::default()
