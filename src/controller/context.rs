@@ -26,6 +26,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// `reportingInstance` of the Events this process publishes.
     pub instance: String,
+    /// The last announcement this process made per object (by uid), so that a repeated
+    /// pass needs no request to know it: one short name per credential.
+    pub announced: Arc<Mutex<std::collections::HashMap<String, String>>>,
     pub metrics: Arc<Metrics>,
     pub tenants: Store<Tenant>,
     pub integrations: Store<PartnerIntegration>,
@@ -71,6 +74,7 @@ impl Context {
         };
         Self {
             instance: instance.unwrap_or_else(|| "keyward".to_owned()),
+            announced: Arc::default(),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
@@ -136,11 +140,24 @@ impl Context {
         let namespace = object.namespace().unwrap_or_default();
         let uid = object.uid().unwrap_or_default();
         let name = announcement_name(&object.name_any(), &uid, what);
+        let said_here = |name: &str| {
+            self.announced
+                .lock()
+                .is_ok_and(|a| a.get(&uid).is_some_and(|n| n == name))
+        };
+        if said_here(&name) {
+            // This process announced it (a pass repeated after a failed write, or woken
+            // by its own writes before the store caught up).
+            return false;
+        }
         let api: kube::Api<ApiEvent> = kube::Api::namespaced(self.client.clone(), &namespace);
         if !fresh && let Ok(Some(_)) = api.get_opt(&name).await {
             return false;
         }
         record(&name);
+        if let Ok(mut announced) = self.announced.lock() {
+            announced.insert(uid.clone(), name.clone());
+        }
         let event = ApiEvent {
             metadata: ObjectMeta {
                 name: Some(name),
