@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::context::{Context, RESTART_FIELD_MANAGER};
 use super::credential::{self, Deed, Facts, state_changed, ts};
+use super::owned::Owned;
 use super::status::now;
 use crate::api::{ApiKey, ApiKeyStatus, ConsumerKind, CredentialState, Timestamp, labels};
 use crate::audit::AuditAction;
@@ -110,7 +111,10 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let secret_name = secret_name(&key);
     let data_key = data_key(&key);
-    let existing = secrets_api.get_opt(&secret_name).await?;
+    let existing = ctx
+        .secrets
+        .get(&secrets_api, &namespace, &secret_name)
+        .await?;
     let observed = secrets::observe(existing.as_ref(), &uid, &data_key);
 
     // Decide.
@@ -131,10 +135,13 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     // last the status, so that each step a crash interrupts is finished by the next pass.
     let applied = async {
         if prior.observed_generation != key.metadata.generation {
-            secrets::remove_strays(&secrets_api, &key.name_any(), &uid, &secret_name).await?;
+            ctx.secrets
+                .remove_strays(&secrets_api, &namespace, &uid, &secret_name)
+                .await?;
         }
         apply_secret(
             &key,
+            &ctx.secrets,
             &secrets_api,
             &secret_name,
             &data_key,
@@ -262,6 +269,7 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
 #[allow(clippy::too_many_arguments)]
 async fn apply_secret(
     key: &ApiKey,
+    owned: &Owned<Secret>,
     api: &Api<Secret>,
     secret_name: &str,
     data_key: &str,
@@ -272,7 +280,7 @@ async fn apply_secret(
 ) -> Result<Option<String>> {
     if plan.action == KeyAction::Withdraw {
         if let Some(existing) = existing.filter(|e| secrets::is_controlled_by(&e.metadata, uid)) {
-            secrets::delete_exact(api, &existing.metadata).await?;
+            owned.delete(api, &existing.metadata).await?;
         }
         return Ok(None);
     }
@@ -325,7 +333,7 @@ async fn apply_secret(
     });
     // `existing` is ours here (a foreign one returned above), or absent: a create.
     if existing.is_none_or(|e| secrets::differs(e, &desired)) {
-        secrets::write(api, existing, desired).await?;
+        owned.write(api, existing, desired).await?;
     }
     Ok(Some(served.fingerprint.clone()))
 }

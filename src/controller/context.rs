@@ -8,8 +8,11 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+
 use super::backoff::Backoff;
 use super::index::Counts;
+use super::owned::Owned;
 use crate::api::{ApiKey, PartnerIntegration, ServiceAccountCredential, Tenant};
 pub use crate::inventory::ValueCopies;
 use crate::metrics::Metrics;
@@ -34,6 +37,9 @@ pub struct Context {
     pub integrations: Store<PartnerIntegration>,
     pub keys: Store<ApiKey>,
     pub sacs: Store<ServiceAccountCredential>,
+    /// The Secrets and ServiceAccounts keyward controls, as its watches show them.
+    pub secrets: Owned<Secret>,
+    pub accounts: Owned<ServiceAccount>,
     /// The one namespace this instance manages, if it is scoped to one.
     pub namespace: Option<String>,
     /// Where the inventory's last scan found managed values (never the values).
@@ -64,6 +70,7 @@ impl Context {
         integrations: Store<PartnerIntegration>,
         keys: Store<ApiKey>,
         sacs: Store<ServiceAccountCredential>,
+        (secrets, accounts): (Owned<Secret>, Owned<ServiceAccount>),
         namespace: Option<String>,
         min_rotation_interval: chrono::Duration,
     ) -> Self {
@@ -82,6 +89,8 @@ impl Context {
             integrations,
             keys,
             sacs,
+            secrets,
+            accounts,
             namespace,
             copies: ValueCopies::default(),
             tenancy: SharedTenancy::default(),

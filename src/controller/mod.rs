@@ -9,6 +9,7 @@ pub mod credential;
 pub mod index;
 pub mod integration;
 pub mod leader;
+pub mod owned;
 pub mod sa_credential;
 pub mod status;
 pub mod tenant;
@@ -377,6 +378,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let (integrations, integration_events) = reflect_all(scoped(&client, namespace));
     let (keys, key_events) = reflect_all(scoped(&client, namespace));
     let (sacs, sac_events) = reflect_all(scoped(&client, namespace));
+    // One watch each of the Secrets and ServiceAccounts keyward controls, shared by both
+    // credential controllers: a change wakes the credential that controls the object.
+    let (owned_secrets, secret_changes) =
+        owned::Owned::<Secret>::watch(scoped(&client, namespace), labels::MANAGED_SELECTOR);
+    let (owned_accounts, account_changes) =
+        owned::Owned::<ServiceAccount>::watch(scoped(&client, namespace), labels::MANAGED_SELECTOR);
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),
@@ -384,6 +391,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         integrations.clone(),
         keys.clone(),
         sacs.clone(),
+        (owned_secrets.clone(), owned_accounts.clone()),
         options.namespace.clone(),
         options.min_rotation_interval,
     ));
@@ -419,6 +427,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 before = now;
             }
         });
+    }
+    {
+        let queues = queues.clone();
+        parts.spawn(
+            "owned-object watches",
+            futures::stream::select(secret_changes, account_changes).for_each(move |id| {
+                queues.send(&id);
+                futures::future::ready(())
+            }),
+        );
     }
     let (tenancy_ready_tx, tenancy_ready) = watch::channel(false);
     let fanout = Fanout {
@@ -488,10 +506,6 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let key_ctl = Controller::for_stream(stream::pending(), keys.clone())
         .trigger_backoff(watch_backoff())
         .reconcile_on(key_rx)
-        .owns(
-            scoped::<Secret>(&client, namespace),
-            fresh_lists().labels(labels::MANAGED_SELECTOR),
-        )
         // A conflicting Secret is not keyward's and carries no label: a metadata-only
         // watch of every Secret notices when one goes away, and the key is issued.
         .watches(
@@ -517,14 +531,6 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let sac_ctl = Controller::for_stream(stream::pending(), sacs.clone())
         .trigger_backoff(watch_backoff())
         .reconcile_on(sac_rx)
-        .owns(
-            scoped::<ServiceAccount>(&client, namespace),
-            fresh_lists().labels(labels::MANAGED_SELECTOR),
-        )
-        .owns(
-            scoped::<Secret>(&client, namespace),
-            fresh_lists().labels(labels::MANAGED_SELECTOR),
-        )
         // Objects in conflict are not keyward's and carry no label: metadata-only watches
         // of every ServiceAccount and Secret notice when one goes away.
         .watches(
@@ -573,6 +579,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                     && synced(&p).await
                     && synced(&k).await
                     && synced(&s).await
+                    && owned_secrets.ready().await
+                    && owned_accounts.ready().await
                     && tenancy_ready.wait_for(|r| *r).await.is_ok()
             };
             let started = tokio::select! {

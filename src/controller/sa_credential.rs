@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::context::{Context, FIELD_MANAGER};
 use super::credential::{self, Deed, Facts, state_changed, ts};
+use super::owned::Owned;
 use super::status::{from_k8s_time, now};
 use crate::api::{
     CredentialState, ServiceAccountCredential, ServiceAccountCredentialStatus, Timestamp, labels,
@@ -199,8 +200,12 @@ pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) ->
     }
     let target = Target::new(&ctx, &sac, &namespace, &uid)?;
     let observed = observe(
-        target.accounts.get_opt(&target.account_name).await?,
-        target.secrets.get_opt(&target.secret_name).await?,
+        ctx.accounts
+            .get(&target.accounts, &namespace, &target.account_name)
+            .await?,
+        ctx.secrets
+            .get(&target.secrets, &namespace, &target.secret_name)
+            .await?,
         &uid,
         &target.key,
         &prior,
@@ -230,9 +235,12 @@ pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) ->
     let applied = async {
         if prior.observed_generation != sac.metadata.generation {
             // A renamed ServiceAccount or Secret must not outlive the spec that named it.
-            let name = sac.name_any();
-            secrets::remove_strays(&target.accounts, &name, &uid, &target.account_name).await?;
-            secrets::remove_strays(&target.secrets, &name, &uid, &target.secret_name).await?;
+            (ctx.accounts)
+                .remove_strays(&target.accounts, &namespace, &uid, &target.account_name)
+                .await?;
+            (ctx.secrets)
+                .remove_strays(&target.secrets, &namespace, &uid, &target.secret_name)
+                .await?;
         }
         target.apply(&plan, observed, &parsed, now).await
     }
@@ -415,6 +423,8 @@ struct Target<'a> {
     owner_reference: OwnerReference,
     accounts: Api<ServiceAccount>,
     secrets: Api<Secret>,
+    owned_accounts: &'a Owned<ServiceAccount>,
+    owned_secrets: &'a Owned<Secret>,
     account_name: String,
     secret_name: String,
     key: String,
@@ -422,7 +432,7 @@ struct Target<'a> {
 
 impl<'a> Target<'a> {
     fn new(
-        ctx: &Context,
+        ctx: &'a Context,
         sac: &'a ServiceAccountCredential,
         namespace: &'a str,
         uid: &'a str,
@@ -440,6 +450,8 @@ impl<'a> Target<'a> {
             owner_reference,
             accounts: Api::namespaced(ctx.client.clone(), namespace),
             secrets: Api::namespaced(ctx.client.clone(), namespace),
+            owned_accounts: &ctx.accounts,
+            owned_secrets: &ctx.secrets,
             account_name: service_account_name(sac),
             secret_name: secret_name(sac),
             key: data_key(sac),
@@ -467,17 +479,23 @@ impl<'a> Target<'a> {
             (SacAction::Withdraw, _) => {
                 // The ServiceAccount first: its deletion is what invalidates the tokens.
                 if let Some(sa) = observed.account.filter(|sa| ours(&sa.metadata)) {
-                    secrets::delete_exact(&self.accounts, &sa.metadata).await?;
+                    self.owned_accounts
+                        .delete(&self.accounts, &sa.metadata)
+                        .await?;
                 }
                 if let Some(secret) = observed.secret.filter(|s| ours(&s.metadata)) {
-                    secrets::delete_exact(&self.secrets, &secret.metadata).await?;
+                    self.owned_secrets
+                        .delete(&self.secrets, &secret.metadata)
+                        .await?;
                 }
                 return Ok(None);
             }
             _ if !l.is_active() => return Ok(None),
             (SacAction::Create(new), _) => {
                 if let Some(sa) = observed.account.filter(|sa| ours(&sa.metadata)) {
-                    secrets::delete_exact(&self.accounts, &sa.metadata).await?;
+                    self.owned_accounts
+                        .delete(&self.accounts, &sa.metadata)
+                        .await?;
                 }
                 let created = self.create_account(new, l).await?;
                 let uid = created.metadata.uid.clone().unwrap_or_default();
@@ -550,6 +568,7 @@ impl<'a> Target<'a> {
             ..PostParams::default()
         };
         let created = self.accounts.create(&params, &account).await?;
+        self.owned_accounts.wrote(&created);
         tracing::info!(
             namespace = self.namespace,
             name = self.sac.name_any(),
@@ -652,7 +671,9 @@ impl<'a> Target<'a> {
         // Ours or absent (a conflict never gets here): a create, or a conditional replace.
         let existing = existing.filter(|e| is_controlled_by(&e.metadata, self.uid));
         if existing.is_none_or(|e| secrets::differs(e, &desired)) {
-            secrets::write(&self.secrets, existing, desired).await?;
+            self.owned_secrets
+                .write(&self.secrets, existing, desired)
+                .await?;
         }
         Ok(())
     }
@@ -707,9 +728,11 @@ impl<'a> Target<'a> {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
         };
-        self.accounts
+        let patched = self
+            .accounts
             .patch(&self.account_name, &params, &Patch::Merge(&patch))
             .await?;
+        self.owned_accounts.wrote(&patched);
         Ok(())
     }
 }

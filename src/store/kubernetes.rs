@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use kube::Resource;
-use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -276,34 +276,6 @@ where
         Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
         Err(err) => Err(err),
     }
-}
-
-/// Deletes the objects of this kind that the credential `credential` (uid `uid`)
-/// controls under another name than `keep`: what a renamed spec field left behind.
-pub async fn remove_strays<K>(
-    api: &Api<K>,
-    credential: &str,
-    uid: &str,
-    keep: &str,
-) -> Result<(), kube::Error>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let selector = format!(
-        "{},{}={}",
-        labels::MANAGED_SELECTOR,
-        labels::CREDENTIAL,
-        credential
-    );
-    let found = api
-        .list_metadata(&ListParams::default().labels(&selector))
-        .await?;
-    for stray in found.items {
-        if stray.metadata.name.as_deref() != Some(keep) && is_controlled_by(&stray.metadata, uid) {
-            delete_exact(api, &stray.metadata).await?;
-        }
-    }
-    Ok(())
 }
 
 /// Whether `existing` differs from `desired` in anything keyward sets.
