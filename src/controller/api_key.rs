@@ -95,6 +95,9 @@ fn parse_spec(key: &ApiKey) -> (CredentialSpec, Duration, Option<String>) {
 
 pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer("apikey");
+    let Some(key) = credential::current(&ctx, key).await? else {
+        return Ok(Action::await_change());
+    };
     let namespace = key.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let uid = key.uid().ok_or(Error::MissingMetadata("uid"))?;
     let now = now();

@@ -32,6 +32,9 @@ pub struct Context {
     /// The last announcement this process made per object (by uid), so that a repeated
     /// pass needs no request to know it: one short name per credential.
     pub announced: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    /// The resourceVersion of this process's last status write per credential (by uid),
+    /// until a pass sees its store copy include it.
+    pub status_written: Arc<Mutex<std::collections::HashMap<String, String>>>,
     pub metrics: Arc<Metrics>,
     pub tenants: Store<Tenant>,
     pub integrations: Store<PartnerIntegration>,
@@ -82,6 +85,7 @@ impl Context {
         Self {
             instance: instance.unwrap_or_else(|| "keyward".to_owned()),
             announced: Arc::default(),
+            status_written: Arc::default(),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,

@@ -2,6 +2,8 @@
 //! either kind generically, deciding the lifecycle from the stores, the five conditions,
 //! status writes, and announcing what happened (Event, audit line, metrics).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::Api;
@@ -196,8 +198,45 @@ pub async fn write_status<K: Credential>(
     status: &impl Serialize,
 ) -> Result<()> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    super::status::apply_status(&api, &credential.name_any(), status).await?;
+    let written = super::status::apply_status(&api, &credential.name_any(), status).await?;
+    if let (Some(uid), Some(version)) = (written.uid(), written.resource_version()) {
+        lock(&ctx.status_written).insert(uid, version);
+    }
     Ok(())
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The credential as it is now. The store's copy, unless it is older than this process's
+/// last status write of it: then the watch lags (a watch of custom resources re-lists for
+/// seconds after an API server restart), and a pass deciding on the status before its own
+/// write would wait for that write to be recorded instead of going on, so the object is
+/// read. `None` when it no longer exists.
+pub async fn current<K: Credential>(ctx: &Context, object: Arc<K>) -> Result<Option<Arc<K>>> {
+    let Some(uid) = object.uid() else {
+        return Ok(Some(object));
+    };
+    let written = lock(&ctx.status_written).get(&uid).cloned();
+    let Some(written) = written else {
+        return Ok(Some(object));
+    };
+    if super::owned::includes(object.meta().resource_version.as_deref(), &written) {
+        lock(&ctx.status_written).remove(&uid);
+        return Ok(Some(object));
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let read = api.get_opt(&object.name_any()).await?;
+    Ok(read
+        .filter(|o| o.uid().as_deref() == Some(uid.as_str()))
+        .map(Arc::new))
+}
+
+/// Forgets what this process remembers of a credential that was deleted.
+pub fn forget(ctx: &Context, uid: &str) {
+    lock(&ctx.status_written).remove(uid);
+    lock(&ctx.announced).remove(uid);
 }
 
 /// A pass that could not write what it planned: writes Synced=False and keeps every other

@@ -1002,6 +1002,9 @@ impl Fanout {
         let live = Self::store(&self.ctx).get(&reference);
         if live.is_none() {
             self.ctx.backoff.succeeded(&object_id(kind, touched));
+            if let Some(uid) = touched.uid() {
+                credential::forget(&self.ctx, &uid);
+            }
             self.ctx.metrics.observe_credential(
                 CredentialKey {
                     kind: K::kind(&()).into_owned(),

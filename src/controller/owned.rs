@@ -236,7 +236,7 @@ impl<K: Resource<DynamicType = ()>> Default for Seen<K> {
 /// Whether an object at resourceVersion `shown` includes the write that returned `written`.
 /// The API server's resourceVersions are etcd revisions, so a later one is larger; should
 /// one not be a number, only the very same version counts.
-fn includes(shown: Option<&str>, written: &str) -> bool {
+pub fn includes(shown: Option<&str>, written: &str) -> bool {
     match (shown.map(str::parse::<u64>), written.parse::<u64>()) {
         (Some(Ok(shown)), Ok(written)) => shown >= written,
         _ => shown == Some(written),

@@ -176,6 +176,9 @@ struct Served {
 
 pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer("serviceaccountcredential");
+    let Some(sac) = credential::current(&ctx, sac).await? else {
+        return Ok(Action::await_change());
+    };
     let namespace = sac.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let uid = sac.uid().ok_or(Error::MissingMetadata("uid"))?;
     let now = now();

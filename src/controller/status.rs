@@ -13,15 +13,14 @@ pub async fn apply_status<K>(
     api: &kube::Api<K>,
     name: &str,
     status: &impl serde::Serialize,
-) -> Result<(), kube::Error>
+) -> Result<K, kube::Error>
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let patch = serde_json::json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
     let params = kube::api::PatchParams::apply(super::context::FIELD_MANAGER).force();
     api.patch_status(name, &params, &kube::api::Patch::Apply(&patch))
-        .await?;
-    Ok(())
+        .await
 }
 
 pub use crate::runtime::{from_k8s_time, to_k8s_time};

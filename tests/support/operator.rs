@@ -118,6 +118,17 @@ impl Operator {
             .collect()
     }
 
+    /// Copies every run's stdout and stderr into `to` (for a look after the test).
+    #[allow(dead_code)]
+    pub fn copy_logs(&self, to: &std::path::Path) {
+        let _ = std::fs::create_dir_all(to);
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for entry in entries.flatten() {
+                let _ = std::fs::copy(entry.path(), to.join(entry.file_name()));
+            }
+        }
+    }
+
     /// Everything the operator logged (stderr), over every run.
     pub fn logs(&self) -> String {
         self.read_all("stderr")
