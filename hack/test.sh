@@ -17,6 +17,6 @@ else
 fi
 cargo test --locked --test '*'
 # tests/outage.rs kills and restarts the kube-apiserver every other test shares, so it is
-# #[ignore]d (the line above, like `make integration`, never runs it beside the others).
-# `make outage` runs it on its own. It is not part of this run yet: its 5 s convergence bound
-# holds in most runs but not all on a loaded 2-core machine (see docs/controller.md).
+# #[ignore]d (the line above, like `make integration`, never runs it beside the others) and
+# runs here alone, after them (`make outage` runs it by itself).
+cargo test --locked --test outage -- --ignored

@@ -32,9 +32,10 @@ pub struct Context {
     /// The last announcement this process made per object (by uid), so that a repeated
     /// pass needs no request to know it: one short name per credential.
     pub announced: Arc<Mutex<std::collections::HashMap<String, String>>>,
-    /// The resourceVersion of this process's last status write per credential (by uid),
-    /// until a pass sees its store copy include it.
-    pub status_written: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    /// A resourceVersion of each credential (by uid) newer than its store copy may be: the
+    /// one this process's last status write returned, or the one a re-list after an API
+    /// server outage found. Kept until a pass sees its store copy include it.
+    pub known_versions: Arc<Mutex<std::collections::HashMap<String, String>>>,
     pub metrics: Arc<Metrics>,
     pub tenants: Store<Tenant>,
     pub integrations: Store<PartnerIntegration>,
@@ -85,7 +86,7 @@ impl Context {
         Self {
             instance: instance.unwrap_or_else(|| "keyward".to_owned()),
             announced: Arc::default(),
-            status_written: Arc::default(),
+            known_versions: Arc::default(),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,

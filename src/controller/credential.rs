@@ -200,7 +200,7 @@ pub async fn write_status<K: Credential>(
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let written = super::status::apply_status(&api, &credential.name_any(), status).await?;
     if let (Some(uid), Some(version)) = (written.uid(), written.resource_version()) {
-        lock(&ctx.status_written).insert(uid, version);
+        lock(&ctx.known_versions).insert(uid, version);
     }
     Ok(())
 }
@@ -209,21 +209,22 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The credential as it is now. The store's copy, unless it is older than this process's
-/// last status write of it: then the watch lags (a watch of custom resources re-lists for
-/// seconds after an API server restart), and a pass deciding on the status before its own
-/// write would wait for that write to be recorded instead of going on, so the object is
-/// read. `None` when it no longer exists.
+/// The credential as it is now. The store's copy, unless it is older than a version this
+/// process knows of (its own last status write, or what a re-list after an outage found):
+/// then the watch lags (a restarted API server ends the watches of custom resources a few
+/// seconds after it is ready, and they re-list), and a pass deciding on the older copy
+/// would miss a rotation request, or wait for its own write to be recorded instead of going
+/// on, so the object is read. `None` when it no longer exists.
 pub async fn current<K: Credential>(ctx: &Context, object: Arc<K>) -> Result<Option<Arc<K>>> {
     let Some(uid) = object.uid() else {
         return Ok(Some(object));
     };
-    let written = lock(&ctx.status_written).get(&uid).cloned();
+    let written = lock(&ctx.known_versions).get(&uid).cloned();
     let Some(written) = written else {
         return Ok(Some(object));
     };
     if super::owned::includes(object.meta().resource_version.as_deref(), &written) {
-        lock(&ctx.status_written).remove(&uid);
+        lock(&ctx.known_versions).remove(&uid);
         return Ok(Some(object));
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
@@ -233,9 +234,14 @@ pub async fn current<K: Credential>(ctx: &Context, object: Arc<K>) -> Result<Opt
         .map(Arc::new))
 }
 
+/// Remembers that the credential with `uid` exists at `version`, newer than its store copy.
+pub fn known_version(ctx: &Context, uid: String, version: String) {
+    lock(&ctx.known_versions).insert(uid, version);
+}
+
 /// Forgets what this process remembers of a credential that was deleted.
 pub fn forget(ctx: &Context, uid: &str) {
-    lock(&ctx.status_written).remove(uid);
+    lock(&ctx.known_versions).remove(uid);
     lock(&ctx.announced).remove(uid);
 }
 

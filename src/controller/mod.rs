@@ -275,15 +275,61 @@ async fn retry_when_reachable(client: Client, ctx: Arc<Context>, queues: Queues)
         for wait in [0, 1000, 2000] {
             tokio::time::sleep(StdDuration::from_millis(wait)).await;
             let failing = ctx.backoff.failing();
+            let mut changed = changed_while_away(&ctx, &ctx.keys, api_key::KIND).await;
+            changed.extend(changed_while_away(&ctx, &ctx.sacs, sa_credential::KIND).await);
             tracing::info!(
                 objects = failing.len(),
-                "API server reachable again; retrying failed reconciles"
+                changed = changed.len(),
+                "API server reachable again; retrying failed reconciles and credentials changed meanwhile"
             );
-            for id in &failing {
+            for id in failing.iter().chain(&changed) {
                 queues.send(id);
             }
         }
     }
+}
+
+/// After an outage the watches cannot be trusted for a while: a restarted API server ends
+/// the watches of custom resources with 410 a few seconds after it reports ready, and
+/// they re-list then. So the credentials are listed once (a consistent, paged read of
+/// their metadata): each one whose resourceVersion differs from its store copy is marked
+/// as newer (its next pass reads it, see `credential::current`) and returned, to be
+/// reconciled. None when the list fails (the next round lists again).
+async fn changed_while_away<K: Credential>(
+    ctx: &Context,
+    store: &Store<K>,
+    kind: &'static str,
+) -> Vec<ObjectId> {
+    let api: Api<K> = scoped(&ctx.client, ctx.namespace.as_deref());
+    let mut changed = Vec::new();
+    let mut params = kube::api::ListParams::default().limit(500);
+    loop {
+        let Ok(page) = api.list_metadata(&params).await else {
+            return Vec::new();
+        };
+        for item in &page.items {
+            let (Some(name), Some(uid), Some(version)) = (
+                item.metadata.name.as_deref(),
+                item.metadata.uid.clone(),
+                item.metadata.resource_version.clone(),
+            ) else {
+                continue;
+            };
+            let reference = ObjectRef::<K>::new(name).within(&item.namespace().unwrap_or_default());
+            let cached = store
+                .get(&reference)
+                .and_then(|o| o.meta().resource_version.clone());
+            if cached.as_deref() != Some(version.as_str()) {
+                credential::known_version(ctx, uid, version);
+                changed.push((kind, reference.namespace.clone(), reference.name.clone()));
+            }
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    changed
 }
 
 /// Runs parts of the controller as tasks and notices when one ends or panics.
