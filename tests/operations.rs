@@ -1,6 +1,7 @@
 //! Operating properties on the real control plane: a quiet cluster costs no requests, the
 //! contract's metrics are served, and a process killed at any instant mid-rotation never
-//! loses a value, never rotates twice for one due time and never serves an empty key.
+//! loses a value, never rotates twice for one due time and never serves an empty key; a
+//! rotation costs its three writes and nothing more.
 
 mod support;
 
@@ -418,4 +419,59 @@ async fn a_value_copied_into_another_tenants_namespace_sets_cross_tenant_on_the_
 
 async fn tenant_named(env: &TestEnv) -> String {
     support::create_tenant(env, json!({})).await
+}
+
+/// A rotation costs its three writes (the Secret, the Event, the status): the Secret's
+/// state comes from the operator's own watch, and the passes its own writes wake (the
+/// Secret's and the status's watch events) send nothing.
+#[tokio::test]
+async fn a_rotation_costs_three_requests_and_the_passes_its_writes_wake_none() {
+    let env = TestEnv::new("cost").await;
+    let tenant = tenant(&env, json!({})).await;
+    let op = Operator::start(&env.ns).await;
+    let keys: Api<ApiKey> = Api::namespaced(env.client.clone(), &env.ns);
+    key(&env, "k", json!({"tenant": tenant, "owner": "alice"})).await;
+    wait_for(&keys, "k", "issued", T, |k: &ApiKey| {
+        k.status.as_ref().and_then(|s| s.version) == Some(1)
+    })
+    .await;
+    let quiet = Duration::from_secs(2);
+    for round in 0..3 {
+        let before = fault::settled_requests(&op, quiet, T).await;
+        let request = format!("cost-{round}");
+        keys.patch(
+            "k",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"keyward.io/rotate": request}}})),
+        )
+        .await
+        .unwrap();
+        let want = request.clone();
+        wait_for(&keys, "k", "rotated", T, move |k: &ApiKey| {
+            k.status
+                .as_ref()
+                .and_then(|s| s.last_rotation_request.as_deref())
+                == Some(want.as_str())
+        })
+        .await;
+        let after = fault::settled_requests(&op, quiet, T).await;
+        let spent: BTreeMap<&String, f64> = after
+            .iter()
+            .map(|(m, v)| (m, v - before.get(m).copied().unwrap_or_default()))
+            .filter(|(_, v)| *v > 0.0)
+            .collect();
+        let expected: BTreeMap<String, f64> = [("PATCH", 1.0), ("POST", 1.0), ("PUT", 1.0)]
+            .into_iter()
+            .map(|(m, v)| (m.to_owned(), v))
+            .collect();
+        assert_eq!(
+            spent,
+            expected
+                .iter()
+                .map(|(m, v)| (m, *v))
+                .collect::<BTreeMap<_, _>>(),
+            "rotation {round}: the Secret (PUT), its Event (POST) and the status (PATCH), nothing more"
+        );
+    }
+    cleanup(env, &tenant).await;
 }
