@@ -132,6 +132,12 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     if key.spec.secret.as_ref().and_then(|s| s.enabled) == Some(false) {
         plan = vault_unavailable(plan, &observed.state, now);
     }
+    // A foreign Secret of that name: its change or deletion wakes this key.
+    ctx.conflicts.set(
+        (KIND, Some(namespace.clone()), key.name_any()),
+        (plan.lifecycle.reason == reason::SECRET_CONFLICT)
+            .then(|| ("Secret", namespace.clone(), secret_name.clone())),
+    );
 
     // Apply: a renamed Secret goes first (it must not keep serving), then the Secret (one
     // write holds the value and the record of it), the consumers, the announcement, and

@@ -11,6 +11,7 @@ use kube::{Resource, ResourceExt};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 
 use super::backoff::Backoff;
+use super::conflicts::Conflicts;
 use super::index::Counts;
 use super::owned::Owned;
 use crate::api::{ApiKey, PartnerIntegration, ServiceAccountCredential, Tenant};
@@ -43,6 +44,8 @@ pub struct Context {
     pub sacs: Store<ServiceAccountCredential>,
     /// The Secrets and ServiceAccounts keyward controls, as its watches show them.
     pub secrets: Owned<Secret>,
+    /// The credentials waiting on an object of their name that keyward does not control.
+    pub conflicts: Arc<Conflicts>,
     pub accounts: Owned<ServiceAccount>,
     /// The one namespace this instance manages, if it is scoped to one.
     pub namespace: Option<String>,
@@ -95,6 +98,7 @@ impl Context {
             keys,
             sacs,
             secrets,
+            conflicts: Arc::default(),
             accounts,
             namespace,
             copies: ValueCopies::default(),

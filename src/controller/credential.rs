@@ -302,31 +302,6 @@ fn with_condition<K: Credential>(
     Ok(status)
 }
 
-/// The credentials of `store` in conflict (Ready reason `why`) with the object `meta`
-/// names, `name_of` giving the name each would use. A conflicting object is not labelled
-/// as keyward's, so only a watch of every object of that kind sees it go away.
-pub fn in_conflict_with<C: Credential, K>(
-    store: &Store<C>,
-    meta: &kube::core::PartialObjectMeta<K>,
-    why: &str,
-    name_of: impl Fn(&C) -> String,
-) -> Vec<ObjectRef<C>> {
-    let (Some(namespace), Some(name)) = (&meta.metadata.namespace, &meta.metadata.name) else {
-        return Vec::new();
-    };
-    select(store, |c| {
-        let reason = c
-            .prior_status()
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| c.reason.as_str());
-        reason == Some(why)
-            && c.namespace().as_deref() == Some(namespace.as_str())
-            && name_of(c) == *name
-    })
-}
-
 /// `status.state` as metrics label it.
 pub fn state_name(state: Option<CredentialState>) -> String {
     state

@@ -4,6 +4,7 @@
 
 pub mod api_key;
 pub mod backoff;
+pub mod conflicts;
 pub mod context;
 pub mod credential;
 pub mod index;
@@ -289,6 +290,42 @@ async fn retry_when_reachable(client: Client, ctx: Arc<Context>, queues: Queues)
     }
 }
 
+/// Every object of kind `K` that a metadata-only watch sees change or go away.
+fn blockers<K>(
+    api: Api<PartialObjectMeta<K>>,
+    kind: &'static str,
+) -> impl Stream<Item = conflicts::Blocker> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(api, fresh_lists())
+        .backoff(watch_backoff())
+        .filter_map(move |event| {
+            let blocker = match event {
+                Ok(
+                    watcher::Event::Apply(o)
+                    | watcher::Event::Delete(o)
+                    | watcher::Event::InitApply(o),
+                ) => o
+                    .metadata
+                    .namespace
+                    .zip(o.metadata.name)
+                    .map(|(ns, name)| (kind, ns, name)),
+                // A deletion missed while the watch was away is no event of its own: after
+                // a (re-)list, every credential waiting on this kind looks again.
+                Ok(watcher::Event::InitDone) => Some((kind, String::new(), String::new())),
+                _ => None,
+            };
+            futures::future::ready(blocker)
+        })
+}
+
 /// After an outage the watches cannot be trusted for a while: a restarted API server ends
 /// the watches of custom resources with 410 a few seconds after it reports ready, and
 /// they re-list then. So the credentials are listed once (a consistent, paged read of
@@ -484,6 +521,28 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             }),
         );
     }
+    {
+        // An object in conflict is not keyward's and carries no label: one metadata-only
+        // watch of every Secret and one of every ServiceAccount wake the credentials
+        // waiting on one when it changes or goes away.
+        let (queues, conflicts) = (queues.clone(), ctx.clone());
+        let secrets = blockers::<Secret>(scoped(&client, namespace), "Secret");
+        let accounts = blockers::<ServiceAccount>(scoped(&client, namespace), "ServiceAccount");
+        parts.spawn(
+            "conflict watches",
+            futures::stream::select(secrets, accounts).for_each(move |(kind, ns, name)| {
+                let waiting = if name.is_empty() {
+                    conflicts.conflicts.all_waiting_on(kind)
+                } else {
+                    conflicts.conflicts.waiting_on(kind, &ns, &name)
+                };
+                for id in waiting {
+                    queues.send(&id);
+                }
+                futures::future::ready(())
+            }),
+        );
+    }
     let (tenancy_ready_tx, tenancy_ready) = watch::channel(false);
     let fanout = Fanout {
         ctx: ctx.clone(),
@@ -548,24 +607,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let conflicts_key = keys.clone();
     let key_ctl = Controller::for_stream(stream::pending(), keys.clone())
         .trigger_backoff(watch_backoff())
         .reconcile_on(key_rx)
-        // A conflicting Secret is not keyward's and carries no label: a metadata-only
-        // watch of every Secret notices when one goes away, and the key is issued.
-        .watches(
-            scoped::<PartialObjectMeta<Secret>>(&client, namespace),
-            fresh_lists(),
-            move |secret| {
-                credential::in_conflict_with(
-                    &conflicts_key,
-                    &secret,
-                    crate::policy::credential::reason::SECRET_CONFLICT,
-                    api_key::secret_name,
-                )
-            },
-        )
         .graceful_shutdown_on(stopped())
         .run(
             guarded(api_key::KIND, api_key::reconcile),
@@ -573,22 +617,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let (conflicts_sa, conflicts_secret) = (sacs.clone(), sacs.clone());
     let sac_ctl = Controller::for_stream(stream::pending(), sacs.clone())
         .trigger_backoff(watch_backoff())
         .reconcile_on(sac_rx)
-        // Objects in conflict are not keyward's and carry no label: metadata-only watches
-        // of every ServiceAccount and Secret notice when one goes away.
-        .watches(
-            scoped::<PartialObjectMeta<ServiceAccount>>(&client, namespace),
-            fresh_lists(),
-            move |sa| sa_credential::in_conflict_with(&conflicts_sa, &sa),
-        )
-        .watches(
-            scoped::<PartialObjectMeta<Secret>>(&client, namespace),
-            fresh_lists(),
-            move |secret| sa_credential::in_conflict_with(&conflicts_secret, &secret),
-        )
         .graceful_shutdown_on(stopped())
         .run(
             guarded(sa_credential::KIND, sa_credential::reconcile),
@@ -1051,6 +1082,7 @@ impl Fanout {
             if let Some(uid) = touched.uid() {
                 credential::forget(&self.ctx, &uid);
             }
+            self.ctx.conflicts.set(object_id(kind, touched), None);
             self.ctx.metrics.observe_credential(
                 CredentialKey {
                     kind: K::kind(&()).into_owned(),

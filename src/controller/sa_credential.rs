@@ -11,9 +11,8 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::core::{PartialObjectMeta, Status};
+use kube::core::Status;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -64,19 +63,6 @@ fn data_key(sac: &ServiceAccountCredential) -> String {
         .as_ref()
         .and_then(|s| s.key.clone())
         .unwrap_or_else(|| DEFAULT_KEY.to_owned())
-}
-
-/// The credentials whose ServiceAccount or Secret is the object `meta` names, while they
-/// are in conflict with it.
-pub fn in_conflict_with<K: k8s_openapi::Resource>(
-    store: &Store<ServiceAccountCredential>,
-    meta: &PartialObjectMeta<K>,
-) -> Vec<ObjectRef<ServiceAccountCredential>> {
-    if K::KIND == <ServiceAccount as k8s_openapi::Resource>::KIND {
-        credential::in_conflict_with(store, meta, SERVICE_ACCOUNT_CONFLICT, service_account_name)
-    } else {
-        credential::in_conflict_with(store, meta, reason::SECRET_CONFLICT, secret_name)
-    }
 }
 
 /// The spec, parsed once.
@@ -231,6 +217,18 @@ pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) ->
         &observed.secret_state,
         &input,
         now,
+    );
+
+    // A foreign ServiceAccount or Secret of that name: its change or deletion wakes this
+    // credential.
+    let blocker = match plan.lifecycle.reason.as_str() {
+        SERVICE_ACCOUNT_CONFLICT => Some(("ServiceAccount", target.account_name.clone())),
+        reason::SECRET_CONFLICT => Some(("Secret", target.secret_name.clone())),
+        _ => None,
+    };
+    ctx.conflicts.set(
+        (KIND, Some(namespace.clone()), sac.name_any()),
+        blocker.map(|(kind, name)| (kind, namespace.clone(), name)),
     );
 
     // Apply.
