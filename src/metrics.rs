@@ -2,7 +2,9 @@
 //! are a user-facing contract (dashboards and alerts depend on them), so they live here only.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
+
+use crate::runtime::lock;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -375,12 +377,6 @@ impl Drop for ReconcileTimer {
     fn drop(&mut self) {
         self.histogram.observe(self.started.elapsed().as_secs_f64());
     }
-}
-
-/// A panic elsewhere while holding the lock leaves the maps consistent enough for metrics;
-/// losing all further metric updates would be worse.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn count_labels(key: &CredentialKey, snapshot: &CredentialSnapshot) -> CredentialCountLabels {

@@ -7,6 +7,13 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp as JiffTimestamp;
 use kube::runtime::watcher;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Locks `mutex` even when a panic elsewhere poisoned it: the maps behind these locks are
+/// bookkeeping that stays consistent enough, and losing every later update would be worse.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The longest single wait of a requeue. The controller's timer wheel holds at most about
 /// two years, so anything due later is looked at again after this and rescheduled: one

@@ -228,7 +228,9 @@ async fn twenty_kills_during_mass_rotation_lose_repeat_or_skip_nothing() {
         .unwrap()
         .items;
     let audit = op.audit();
-    op.copy_logs(&std::env::temp_dir().join("keyward-crash"));
+    let logs = std::env::temp_dir().join("keyward-crash");
+    let _ = std::fs::remove_dir_all(&logs);
+    op.copy_logs(&logs);
     // Indexed once: the checks below look up every version of every key.
     let mut events_by: BTreeMap<(String, String), Vec<&Event>> = BTreeMap::new();
     for e in &events {

@@ -1,6 +1,18 @@
 //! Label and annotation keys of the contract, and keyward's own bookkeeping annotations on
 //! the objects it manages.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+/// The controller ownerReference of `meta` when it names an object of the keyward group
+/// (any version). The API server allows at most one controller reference per object.
+pub fn keyward_controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .filter(|r| r.api_version.split_once('/').map(|(g, _)| g) == Some(super::GROUP))
+}
+
 /// `app.kubernetes.io/managed-by: keyward` on every managed Secret and ServiceAccount.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "keyward";

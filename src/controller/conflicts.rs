@@ -7,9 +7,20 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::backoff::ObjectId;
+use crate::runtime::lock;
 
 /// An object by kind (`Secret` or `ServiceAccount`), namespace and name.
 pub type Blocker = (&'static str, String, String);
+
+/// What a watch of every object of a kind saw.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// This object was created, changed or deleted.
+    Object(Blocker),
+    /// A (re-)list of this kind ended: a deletion missed while the watch was away is no
+    /// event of its own.
+    Relisted(&'static str),
+}
 
 #[derive(Default)]
 struct Index {
@@ -24,7 +35,7 @@ pub struct Conflicts {
 
 impl Conflicts {
     fn lock(&self) -> MutexGuard<'_, Index> {
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.index)
     }
 
     /// Records what `credential` waits on after its last pass (None: nothing).
@@ -51,8 +62,17 @@ impl Conflicts {
         }
     }
 
+    /// The credentials a change concerns: those waiting on that object, or after a
+    /// re-list every one waiting on an object of that kind.
+    pub fn woken_by(&self, change: &Change) -> Vec<ObjectId> {
+        match change {
+            Change::Object((kind, namespace, name)) => self.waiting_on(kind, namespace, name),
+            Change::Relisted(kind) => self.all_waiting_on(kind),
+        }
+    }
+
     /// The credentials waiting on any object of `kind`.
-    pub fn all_waiting_on(&self, kind: &'static str) -> Vec<ObjectId> {
+    fn all_waiting_on(&self, kind: &'static str) -> Vec<ObjectId> {
         self.lock()
             .waiting
             .iter()
@@ -62,7 +82,7 @@ impl Conflicts {
     }
 
     /// The credentials waiting on this object.
-    pub fn waiting_on(&self, kind: &'static str, namespace: &str, name: &str) -> Vec<ObjectId> {
+    fn waiting_on(&self, kind: &'static str, namespace: &str, name: &str) -> Vec<ObjectId> {
         self.lock()
             .waiting
             .get(&(kind, namespace.to_owned(), name.to_owned()))
@@ -90,7 +110,7 @@ mod tests {
         conflicts.set(id("b"), Some(secret("shared")));
         conflicts.set(id("c"), Some(secret("other")));
         assert_eq!(
-            conflicts.waiting_on("Secret", "team", "shared"),
+            conflicts.woken_by(&Change::Object(secret("shared"))),
             vec![id("a"), id("b")]
         );
         assert!(
@@ -103,15 +123,19 @@ mod tests {
                 .waiting_on("Secret", "elsewhere", "shared")
                 .is_empty()
         );
-        let mut all = conflicts.all_waiting_on("Secret");
+        let mut all = conflicts.woken_by(&Change::Relisted("Secret"));
         all.sort();
         assert_eq!(all, vec![id("a"), id("b"), id("c")]);
         // Resolved, or waiting on something else now.
         conflicts.set(id("a"), None);
         conflicts.set(id("b"), Some(secret("other")));
-        assert!(conflicts.waiting_on("Secret", "team", "shared").is_empty());
+        assert!(
+            conflicts
+                .woken_by(&Change::Object(secret("shared")))
+                .is_empty()
+        );
         assert_eq!(
-            conflicts.waiting_on("Secret", "team", "other"),
+            conflicts.woken_by(&Change::Object(secret("other"))),
             vec![id("b"), id("c")]
         );
         conflicts.set(id("b"), None);

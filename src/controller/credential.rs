@@ -28,6 +28,7 @@ use crate::policy::credential::{
 };
 use crate::policy::sa_credential::SERVICE_ACCOUNT_CONFLICT;
 use crate::policy::tenancy::Tenancy;
+use crate::runtime::lock;
 
 /// A credential kind, as fan-out, counts and reports read it.
 pub trait Credential:
@@ -203,10 +204,6 @@ pub async fn write_status<K: Credential>(
         lock(&ctx.known_versions).insert(uid, version);
     }
     Ok(())
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The credential as it is now. The store's copy, unless it is older than a version this

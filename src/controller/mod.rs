@@ -255,13 +255,17 @@ impl Queues {
     }
 }
 
-/// After a reconcile found the API server unreachable: waits until it answers again
-/// (asking its `/readyz` twice a second, only while it is away), then retries at once, and twice more
-/// over the next 3 s, every object whose reconcile failed, instead of leaving each to its
-/// backoff.
+/// After a reconcile found the API server unreachable, or a watch failed: waits until it
+/// answers again (asking its `/readyz` twice a second, only while it is away), then retries
+/// at once, and twice more over the next 3 s, every object whose reconcile failed, instead
+/// of leaving each to its backoff; and when it was away, the credentials changed meanwhile
+/// (`changed_while_away`).
 async fn retry_when_reachable(client: Client, ctx: Arc<Context>, queues: Queues) {
     loop {
         ctx.unreachable.notified().await;
+        // Whether the server was away, rather than answering with an error (a 429, or a
+        // webhook's 500) that no re-list would change.
+        let mut away = false;
         loop {
             tokio::time::sleep(StdDuration::from_millis(500)).await;
             let ready = http::Request::get("/readyz").body(Vec::new());
@@ -270,14 +274,18 @@ async fn retry_when_reachable(client: Client, ctx: Arc<Context>, queues: Queues)
             {
                 break;
             }
+            away = true;
         }
         // A restarted API server answers before it serves every resource (custom resources
         // come up a moment later): what fails again in that window is retried twice more.
         for wait in [0, 1000, 2000] {
             tokio::time::sleep(StdDuration::from_millis(wait)).await;
             let failing = ctx.backoff.failing();
-            let mut changed = changed_while_away(&ctx, &ctx.keys, api_key::KIND).await;
-            changed.extend(changed_while_away(&ctx, &ctx.sacs, sa_credential::KIND).await);
+            let mut changed = Vec::new();
+            if away {
+                changed = changed_while_away(&ctx, &ctx.keys, api_key::KIND).await;
+                changed.extend(changed_while_away(&ctx, &ctx.sacs, sa_credential::KIND).await);
+            }
             tracing::info!(
                 objects = failing.len(),
                 changed = changed.len(),
@@ -290,11 +298,11 @@ async fn retry_when_reachable(client: Client, ctx: Arc<Context>, queues: Queues)
     }
 }
 
-/// Every object of kind `K` that a metadata-only watch sees change or go away.
+/// What a metadata-only watch of every object of kind `K` sees.
 fn blockers<K>(
     api: Api<PartialObjectMeta<K>>,
     kind: &'static str,
-) -> impl Stream<Item = conflicts::Blocker> + Send + 'static
+) -> impl Stream<Item = conflicts::Change> + Send + 'static
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -307,7 +315,7 @@ where
     watcher(api, fresh_lists())
         .backoff(watch_backoff())
         .filter_map(move |event| {
-            let blocker = match event {
+            let change = match event {
                 Ok(
                     watcher::Event::Apply(o)
                     | watcher::Event::Delete(o)
@@ -316,13 +324,11 @@ where
                     .metadata
                     .namespace
                     .zip(o.metadata.name)
-                    .map(|(ns, name)| (kind, ns, name)),
-                // A deletion missed while the watch was away is no event of its own: after
-                // a (re-)list, every credential waiting on this kind looks again.
-                Ok(watcher::Event::InitDone) => Some((kind, String::new(), String::new())),
+                    .map(|(ns, name)| conflicts::Change::Object((kind, ns, name))),
+                Ok(watcher::Event::InitDone) => Some(conflicts::Change::Relisted(kind)),
                 _ => None,
             };
-            futures::future::ready(blocker)
+            futures::future::ready(change)
         })
 }
 
@@ -530,13 +536,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         let accounts = blockers::<ServiceAccount>(scoped(&client, namespace), "ServiceAccount");
         parts.spawn(
             "conflict watches",
-            futures::stream::select(secrets, accounts).for_each(move |(kind, ns, name)| {
-                let waiting = if name.is_empty() {
-                    conflicts.conflicts.all_waiting_on(kind)
-                } else {
-                    conflicts.conflicts.waiting_on(kind, &ns, &name)
-                };
-                for id in waiting {
+            futures::stream::select(secrets, accounts).for_each(move |change| {
+                for id in conflicts.conflicts.woken_by(&change) {
                     queues.send(&id);
                 }
                 futures::future::ready(())
@@ -917,7 +918,12 @@ impl Fanout {
                 },
                 Ok(Touch::Key(e)) => self.credential_event(e, api_key::KIND),
                 Ok(Touch::Sac(e)) => self.credential_event(e, sa_credential::KIND),
-                Err(err) => tracing::warn!(error = %err, "watch failed; retrying"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "watch failed; retrying");
+                    // A quiet cluster has no failing reconcile to say the server went away:
+                    // the recovery task checks, and re-lists if it was.
+                    self.ctx.unreachable.notify_one();
+                }
             }
         }
     }

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -23,6 +23,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::backoff::ObjectId;
+use crate::api::labels::keyward_controller;
+use crate::runtime::lock;
 use crate::store::kubernetes::{self as objects, HasData, is_controlled_by};
 
 /// What this process's last write did to an object, until the watch shows it.
@@ -58,14 +60,7 @@ impl<K: Resource<DynamicType = ()> + 'static> Clone for Owned<K> {
 
 /// The uid of the object's controller, when it is a keyward credential, and the credential.
 fn controller_of(meta: &ObjectMeta) -> Option<(String, ObjectId)> {
-    let owner = meta
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))?;
-    if !owner.api_version.starts_with("keyward.io/") {
-        return None;
-    }
+    let owner = keyward_controller(meta)?;
     let kind = match owner.kind.as_str() {
         super::api_key::KIND => super::api_key::KIND,
         super::sa_credential::KIND => super::sa_credential::KIND,
@@ -208,10 +203,6 @@ where
         self.wrote(&written);
         Ok(written)
     }
-}
-
-fn lock<K: Resource<DynamicType = ()>>(book: &Mutex<Book<K>>) -> MutexGuard<'_, Book<K>> {
-    book.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What the watch last showed of an object: its resourceVersion and its controller.

@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::credential::CredentialKind;
-use crate::api::{GROUP, labels};
+use crate::api::labels;
 use crate::runtime::from_k8s_time;
 
 /// The Secret type of legacy ServiceAccount tokens.
@@ -227,15 +227,7 @@ impl InventoryObject {
 /// ServiceAccountCredential (of any version of the keyward group). The API server allows at
 /// most one controller reference per object.
 fn keyward_controller(meta: &ObjectMeta) -> Option<(CredentialKind, u128)> {
-    let reference = meta
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))?;
-    let (group, _version) = reference.api_version.split_once('/')?;
-    if group != GROUP {
-        return None;
-    }
+    let reference = labels::keyward_controller(meta)?;
     let kind = [
         CredentialKind::ApiKey,
         CredentialKind::ServiceAccountCredential,
