@@ -71,7 +71,7 @@ impl Operator {
                 .then_some("--min-rotation-interval=1s"),
             )
             .env("KUBECONFIG", kubeconfig_path())
-            .env("RUST_LOG", "info,keyward=debug")
+            .env("RUST_LOG", "info,keyward=debug,keyward::client=trace")
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(out)
@@ -127,6 +127,33 @@ impl Operator {
                 let _ = std::fs::copy(entry.path(), to.join(entry.file_name()));
             }
         }
+    }
+
+    /// What a failing test prints about the operator: whether the process still runs, its
+    /// warnings and errors, and the last lines it logged.
+    #[allow(dead_code)]
+    pub fn summary(&mut self) -> String {
+        let state = match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => "running".to_owned(),
+            Some(Ok(Some(status))) => format!("exited: {status}"),
+            Some(Err(err)) => format!("unknown: {err}"),
+            None => "not started".to_owned(),
+        };
+        let logs = self.logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        let notable: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+            .take(40)
+            .copied()
+            .collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        format!(
+            "operator {state}, {} lines logged; warnings and errors:\n{}\nlast lines:\n{}",
+            lines.len(),
+            notable.join("\n"),
+            tail.join("\n")
+        )
     }
 
     /// Everything the operator logged (stderr), over every run.
