@@ -26,6 +26,15 @@ pub struct Fenced {
 /// than the leader election's own go out only while `fence` is held.
 pub async fn counted(metrics: Arc<Metrics>, fence: Arc<Fence>) -> Result<Client, kube::Error> {
     let config = Config::infer().await.map_err(kube::Error::InferConfig)?;
+    counted_with(config, metrics, fence)
+}
+
+/// [`counted`], from a given configuration.
+pub fn counted_with(
+    config: Config,
+    metrics: Arc<Metrics>,
+    fence: Arc<Fence>,
+) -> Result<Client, kube::Error> {
     let count = MapRequestLayer::new(move |request: http::Request<Body>| {
         metrics.kube_request(request.method().as_str());
         if is_write(request.method()) {
@@ -33,6 +42,13 @@ pub async fn counted(metrics: Arc<Metrics>, fence: Arc<Fence>) -> Result<Client,
                 method = request.method().as_str(),
                 path = request.uri().path(),
                 "write sent"
+            );
+        } else {
+            tracing::trace!(
+                method = request.method().as_str(),
+                path = request.uri().path(),
+                query = request.uri().query().unwrap_or_default(),
+                "read sent"
             );
         }
         request

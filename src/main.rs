@@ -43,8 +43,9 @@ enum Command {
         /// How long the Lease outlives its holder's last renewal.
         #[arg(long, default_value = "15s", value_parser = parse_duration)]
         leader_elect_lease_duration: std::time::Duration,
-        /// Period of the inventory's scan for copies of managed values.
-        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        /// Period of the inventory's full re-scan for copies of managed values (between
+        /// two, each Secret seen created or changed is read once); `0`: never.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
         scan_interval: std::time::Duration,
         /// The write floor: no effective rotation interval and no ServiceAccountCredential
         /// refresh period is shorter than this (shorter ones are clamped up and reported as

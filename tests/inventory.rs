@@ -13,6 +13,7 @@ use keyward::api::{ApiKey, CredentialState, PartnerIntegration, Tenant};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use support::metrics::{gauge, store, wait_metrics};
 use support::operator::Operator;
 use support::{TestEnv, wait_for};
 
@@ -480,64 +481,6 @@ async fn report_without_a_cluster_says_so_and_exits_2() {
 }
 
 /// Sample value of `keyward_inventory_findings{tenant, finding}`, 0 when absent.
-fn gauge(metrics: &str, tenant: &str, finding: &str) -> i64 {
-    let prefix =
-        format!("keyward_inventory_findings{{tenant=\"{tenant}\",finding=\"{finding}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// A reflector store of every `K`, fed by a task that stops with the test.
-fn store<K>(client: &kube::Client) -> kube::runtime::reflector::Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    use futures::StreamExt;
-    use kube::runtime::{WatchStreamExt, reflector, watcher};
-    let (reader, writer) = reflector::store();
-    let stream = reflector(
-        writer,
-        watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(|_| async {});
-    tokio::spawn(stream);
-    reader
-}
-
-/// Waits (bounded) until the metrics satisfy `cond`.
-async fn wait_metrics(
-    metrics: &keyward::metrics::Metrics,
-    what: &str,
-    cond: impl Fn(&str) -> bool,
-) {
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let text = metrics.encode();
-        if cond(&text) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not {what} within {T:?}:\n{}",
-            text.lines()
-                .filter(|l| l.starts_with("keyward_inventory_findings"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn findings_gauge_follows_watches_and_the_value_scan() {
     use std::sync::Arc;
@@ -567,7 +510,7 @@ async fn findings_gauge_follows_watches_and_the_value_scan() {
         (tb.as_str(), "Stale", 2),
         (tc.as_str(), "OrphanedByOffboarding", 2),
     ];
-    wait_metrics(&metrics, "counting every finding", |m| {
+    wait_metrics(&metrics, "counting every finding", T, |m| {
         expected.iter().all(|(t, f, n)| gauge(m, t, f) == *n)
     })
     .await;
@@ -582,7 +525,7 @@ async fn findings_gauge_follows_watches_and_the_value_scan() {
         .delete("copied", &DeleteParams::default())
         .await
         .unwrap();
-    wait_metrics(&metrics, "forgetting the deleted Secrets", |m| {
+    wait_metrics(&metrics, "forgetting the deleted Secrets", T, |m| {
         gauge(m, &ta, "Unowned") == 0
             && gauge(m, &ta, "CrossTenant") == 3
             && gauge(m, &tb, "Stale") == 1

@@ -564,25 +564,30 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         "API server recovery",
         retry_when_reachable(client.clone(), ctx.clone(), queues.clone()),
     );
-    // The inventory writes nothing (findings are metrics), so every replica runs it and
-    // any of them can be scraped.
-    parts.spawn(
-        "inventory",
-        crate::inventory::run(
-            client.clone(),
-            metrics.clone(),
-            tenants.clone(),
-            keys.clone(),
-            sacs.clone(),
-            crate::inventory::Options {
-                namespace: options.namespace.clone(),
-                scan_interval: options.scan_interval,
-                changes: inventory_changes,
-                copies: ctx.copies.clone(),
-                copies_changed,
-            },
-        ),
+    // The inventory reads Secret data (the value-copy scan and the reads of changed
+    // Secrets): only the replica that governs runs it, once it does.
+    let (leading_tx, mut leading) = watch::channel(false);
+    let inventory = crate::inventory::run(
+        client.clone(),
+        metrics.clone(),
+        tenants.clone(),
+        keys.clone(),
+        sacs.clone(),
+        crate::inventory::Options {
+            namespace: options.namespace.clone(),
+            scan_interval: options.scan_interval,
+            changes: inventory_changes,
+            copies: ctx.copies.clone(),
+            copies_changed,
+        },
     );
+    parts.spawn("inventory", async move {
+        if leading.wait_for(|l| *l).await.is_ok() {
+            inventory.await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    });
 
     // Tenant and integration statuses only carry counts and consistency: a short debounce
     // folds a wave of credential changes into one status write.
@@ -701,6 +706,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 });
             }
             queues.start(&ctx);
+            let _ = leading_tx.send(true);
             tokio::join!(tenant_ctl, integration_ctl, key_ctl, sac_ctl);
         }
     };
@@ -937,13 +943,16 @@ impl Fanout {
             watcher::Event::InitApply(object) => Self::buffer(&mut self.relist).push(object),
             watcher::Event::InitDone => {
                 for object in std::mem::take(Self::buffer(&mut self.relist)) {
+                    credential::caught_up(&self.ctx, &object);
                     self.credential(&object, kind, true);
                 }
                 self.credentials_listed::<K>(kind);
             }
-            watcher::Event::Apply(object) | watcher::Event::Delete(object) => {
+            watcher::Event::Apply(object) => {
+                credential::caught_up(&self.ctx, &object);
                 self.credential(&object, kind, false)
             }
+            watcher::Event::Delete(object) => self.credential(&object, kind, false),
         }
     }
 

@@ -657,6 +657,7 @@ mod tests {
             has_owner: true,
             last_write: Some(at("2026-05-30T00:00:00Z")),
             last_used: None,
+            version: 0,
         }
     }
 
@@ -938,6 +939,7 @@ mod tests {
             secret_type: Some(SecretType::ServiceAccountToken),
             has_owner: false,
             last_used: used.map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap()),
+            version: 0,
             ..secret("a1", name)
         };
         w.objects.push(token("used-long-ago", Some("2026-01-01")));
@@ -979,6 +981,7 @@ mod tests {
         w.objects.push(InventoryObject {
             secret_type: Some(SecretType::ServiceAccountToken),
             last_used: NaiveDate::from_ymd_opt(2026, 5, 1),
+            version: 0,
             ..secret("a1", "edge")
         });
         assert_eq!(w.found(), vec![]);

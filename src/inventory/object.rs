@@ -98,6 +98,10 @@ pub struct InventoryObject {
     pub last_write: Option<DateTime<Utc>>,
     /// `kubernetes.io/legacy-token-last-used` of a legacy token, when it parses.
     pub last_used: Option<NaiveDate>,
+    /// The low 32 bits of `metadata.resourceVersion` as a number (0 when it is not one):
+    /// after a re-list, it tells an object that changed while the watch was away from one
+    /// that did not (two versions of one object 2^32 writes of the cluster apart look alike).
+    pub version: u32,
 }
 
 /// What an object whose controller ownerReference names a keyward kind keeps of it.
@@ -195,6 +199,11 @@ impl InventoryObject {
                 .is_some_and(|a| a.contains_key(labels::OWNER)),
             last_write: last_write(meta),
             last_used: None,
+            version: meta
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map_or(0, |v| v as u32),
         })
     }
 

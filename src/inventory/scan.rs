@@ -1,8 +1,9 @@
 //! The value-copy scan: reads Secret data a page at a time, fingerprints each value and keeps
 //! only the places whose fingerprint is a managed credential's. No value outlives its page.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
@@ -89,6 +90,68 @@ pub async fn scan(
     }
     found.sort();
     Ok(found)
+}
+
+/// Secrets of one namespace read one by one before a list of the namespace is cheaper.
+pub const NAMESPACE_BATCH: usize = 8;
+
+/// Reads the named Secrets of `namespace`, which holds about `size` Secrets (a GET each,
+/// or one paged list of the namespace when more than [`NAMESPACE_BATCH`] are named and
+/// they are at least half of it) and returns, for each, the copies of
+/// `wanted` it holds now: none when it is gone or is a Helm release record. No value
+/// outlives this call.
+pub async fn read(
+    client: &Client,
+    namespace: &str,
+    names: &BTreeSet<String>,
+    size: usize,
+    wanted: &HashSet<String>,
+) -> Result<BTreeMap<String, Vec<ValueCopy>>, InventoryError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let found = |secret: &Secret| match &secret.data {
+        Some(data) if secret.type_.as_deref() != Some(HELM_RELEASE_TYPE) => {
+            copies_in(namespace, &secret.name_any(), data, wanted)
+        }
+        _ => Vec::new(),
+    };
+    let mut out: BTreeMap<String, Vec<ValueCopy>> =
+        names.iter().map(|n| (n.clone(), Vec::new())).collect();
+    if names.len() <= NAMESPACE_BATCH || size > names.len() * 2 {
+        let gets: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let (api, name) = (api.clone(), name.clone());
+                async move {
+                    let result = api.get_opt(&name).await;
+                    (name, result)
+                }
+            })
+            .collect();
+        let mut reads = futures::stream::iter(gets).buffer_unordered(NAMESPACE_BATCH);
+        while let Some((name, result)) = reads.next().await {
+            if let Some(secret) = result.map_err(InventoryError::scan)? {
+                out.insert(name, found(&secret));
+            }
+        }
+        return Ok(out);
+    }
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let page = api.list(&params).await.map_err(InventoryError::scan)?;
+        for secret in &page.items {
+            if let Some(copies) = out.get_mut(&secret.name_any()) {
+                *copies = found(secret);
+            }
+        }
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
 }
 
 #[cfg(test)]

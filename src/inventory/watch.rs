@@ -2,7 +2,7 @@
 //! kept as compact projections, RBAC watches, the periodic value-copy scan, and the
 //! `keyward_inventory_findings` gauge recomputed (at most once a second) when any of it changes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,8 +33,9 @@ use crate::api::{ApiKey, ServiceAccountCredential, Tenant};
 use crate::metrics::Metrics;
 use crate::policy::tenancy::Tenancy;
 
-/// Default period of the value-copy scan (`--scan-interval`).
-pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_secs(600);
+/// Default period of the full value-copy re-scan (`--scan-interval`): between two, each
+/// Secret seen created or changed is read once.
+pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// Logged (with the object counts and the time taken) once every watch has listed and the
 /// first findings are out; the benchmark waits for it.
 pub const SYNCED_MESSAGE: &str = "inventory synced";
@@ -42,13 +43,15 @@ pub const SYNCED_MESSAGE: &str = "inventory synced";
 const DEBOUNCE: Duration = Duration::from_secs(1);
 /// Wait before retrying a scan that failed.
 const SCAN_RETRY: Duration = Duration::from_secs(30);
+/// Wait before reading again a changed Secret whose read failed.
+const READ_RETRY: Duration = Duration::from_secs(5);
 
 /// How the inventory runs inside `keyward run`.
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Inventory only this namespace (as `keyward run --namespace`); `None`: the cluster.
     pub namespace: Option<String>,
-    /// Period of the value-copy scan.
+    /// Period of the full value-copy re-scan; zero: never.
     pub scan_interval: Duration,
     /// Notified whenever a Tenant, ApiKey or ServiceAccountCredential store changes (the
     /// controller's fan-out does it), so findings are recomputed on change, never polled.
@@ -91,7 +94,19 @@ pub async fn run(
     let mut state = State::default();
     let (scan_tx, mut scan_rx) = mpsc::channel::<ScanResult>(1);
     let mut scanning: Option<AbortOnDrop> = None;
-    let mut next_scan = Instant::now();
+    let mut next_scan = (!options.scan_interval.is_zero()).then(Instant::now);
+    // Secrets seen created or changed are read (and hashed) by the reader; what it found
+    // comes back here. What it found during a scan wins over the scan's older page.
+    let (read_tx, read_rx) = mpsc::unbounded_channel::<Read>();
+    let (found_tx, mut found_rx) = mpsc::unbounded_channel::<Found>();
+    let _reader = AbortOnDrop(tokio::spawn(reader(
+        client.clone(),
+        keys.clone(),
+        sacs.clone(),
+        (read_tx.clone(), read_rx),
+        found_tx,
+    )));
+    let mut read_during_scan: HashMap<SecretName, Vec<ValueCopy>> = HashMap::new();
     let mut dirty = true;
     let mut announced = false;
     let mut last_publish: Option<Instant> = None;
@@ -120,7 +135,7 @@ pub async fn run(
                     .min(crate::runtime::MAX_REQUEUE);
                 Instant::now() + wait
             });
-            let scan = scanning.is_none().then_some(next_scan);
+            let scan = next_scan.filter(|_| scanning.is_none());
             [change, scan].into_iter().flatten().min()
         };
         let sleep = async {
@@ -130,26 +145,48 @@ pub async fn run(
             }
         };
         tokio::select! {
-            Some(update) = updates.next() => dirty |= state.apply(update),
+            Some(update) = updates.next() => {
+                dirty |= state.apply(update);
+                for read in state.unread.drain(..) {
+                    let _ = read_tx.send(read);
+                }
+                if std::mem::take(&mut state.copies_changed) {
+                    share(&options, &state.copies);
+                    dirty = true;
+                }
+            }
+            Some(found) = found_rx.recv() => {
+                for (secret, copies) in found {
+                    if scanning.is_some() {
+                        read_during_scan.insert(secret.clone(), copies.clone());
+                    }
+                    state.replace_copies(&secret, copies);
+                }
+                if std::mem::take(&mut state.copies_changed) {
+                    share(&options, &state.copies);
+                    dirty = true;
+                }
+            }
             () = options.changes.notified() => dirty = true,
             Some((result, took)) = scan_rx.recv() => {
                 scanning = None;
                 match result {
                     Ok(copies) => {
                         tracing::info!(copies = copies.len(), took_ms = took.as_millis() as u64, "value-copy scan finished");
-                        if let Ok(mut shared) = options.copies.write()
-                            && *shared != copies
-                        {
-                            shared.clone_from(&copies);
-                            options.copies_changed.notify_one();
-                        }
                         state.copies = copies;
+                        for (secret, copies) in read_during_scan.drain() {
+                            state.replace_copies(&secret, copies);
+                        }
+                        state.copies.sort();
+                        state.copies_changed = false;
+                        share(&options, &state.copies);
                         dirty = true;
-                        next_scan = Instant::now() + options.scan_interval;
+                        next_scan = Some(Instant::now() + options.scan_interval);
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "value-copy scan failed; retrying");
-                        next_scan = Instant::now() + SCAN_RETRY.min(options.scan_interval);
+                        read_during_scan.clear();
+                        next_scan = Some(Instant::now() + SCAN_RETRY.min(options.scan_interval));
                     }
                 }
             }
@@ -157,12 +194,20 @@ pub async fn run(
                 if next_change.is_some_and(|t| t <= Utc::now()) {
                     dirty = true;
                 }
-                let scan_due = scanning.is_none() && Instant::now() >= next_scan;
+                let scan_due =
+                    scanning.is_none() && next_scan.is_some_and(|t| Instant::now() >= t);
                 let credentials = credentials(&keys, &sacs);
                 if dirty {
                     dirty = false;
                     last_publish = Some(Instant::now());
                     let controllers = controllers(&keys, &sacs);
+                    // A copy of a value since rotated away is no longer a managed value.
+                    let wanted = fingerprints(&credentials);
+                    let before = state.copies.len();
+                    state.copies.retain(|c| wanted.contains(&c.fingerprint));
+                    if state.copies.len() != before {
+                        share(&options, &state.copies);
+                    }
                     next_change =
                         state.publish(&metrics, &tenants, &controllers, &credentials);
                     if !announced {
@@ -176,6 +221,7 @@ pub async fn run(
                     }
                 }
                 if scan_due {
+                    read_during_scan.clear();
                     let wanted = fingerprints(&credentials);
                     // Copies matter wherever they are, so even a namespace-scoped instance
                     // looks for its own values across the cluster.
@@ -193,6 +239,76 @@ pub async fn run(
 
 /// A finished scan and how long it took.
 type ScanResult = (Result<Vec<ValueCopy>, InventoryError>, Duration);
+
+/// A Secret by namespace and name.
+type SecretName = (Arc<str>, Box<str>);
+
+/// A Secret to read, and about how many objects its namespace holds.
+type Read = (SecretName, usize);
+
+/// What reading some Secrets found in each.
+type Found = Vec<(SecretName, Vec<ValueCopy>)>;
+
+/// Publishes the copies to the controllers when they differ from what they hold.
+fn share(options: &Options, copies: &[ValueCopy]) {
+    if let Ok(mut shared) = options.copies.write()
+        && *shared != copies
+    {
+        *shared = copies.to_vec();
+        options.copies_changed.notify_one();
+    }
+}
+
+/// Reads each Secret sent to it once, batching what arrives together by namespace, and
+/// sends back the copies of managed values each holds now. Nothing is read while there is
+/// no managed value to look for; a failed read is retried after [`READ_RETRY`].
+async fn reader(
+    client: Client,
+    keys: Store<ApiKey>,
+    sacs: Store<ServiceAccountCredential>,
+    (retry, mut reads): (mpsc::UnboundedSender<Read>, mpsc::UnboundedReceiver<Read>),
+    found: mpsc::UnboundedSender<Found>,
+) {
+    while let Some(first) = reads.recv().await {
+        let mut batch: BTreeMap<Arc<str>, (BTreeSet<String>, usize)> = BTreeMap::new();
+        let mut add = |((namespace, name), size): Read| {
+            let entry = batch.entry(namespace).or_default();
+            entry.0.insert(name.into());
+            entry.1 = entry.1.max(size);
+        };
+        add(first);
+        while let Ok(more) = reads.try_recv() {
+            add(more);
+        }
+        let wanted = fingerprints(&credentials(&keys, &sacs));
+        if wanted.is_empty() {
+            continue;
+        }
+        for (namespace, (names, size)) in batch {
+            match scan::read(&client, &namespace, &names, size, &wanted).await {
+                Ok(read) => {
+                    let copies = read
+                        .into_iter()
+                        .map(|(name, copies)| ((namespace.clone(), name.into()), copies))
+                        .collect();
+                    if found.send(copies).is_err() {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, namespace = %namespace, secrets = names.len(), "reading changed Secrets failed; retrying");
+                    let retry = retry.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(READ_RETRY).await;
+                        for name in names {
+                            let _ = retry.send(((namespace.clone(), name.into()), size));
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
 
 /// A spawned task that stops when its owner does.
 struct AbortOnDrop(JoinHandle<()>);
@@ -451,6 +567,10 @@ struct State {
     role_bindings: Mirror<Binding>,
     cluster_role_bindings: Mirror<Binding>,
     copies: Vec<ValueCopy>,
+    /// The copies changed since the loop last shared them.
+    copies_changed: bool,
+    /// Secrets seen created or changed, to be read.
+    unread: Vec<Read>,
     namespaces: Namespaces,
 }
 
@@ -458,7 +578,16 @@ impl State {
     fn apply(&mut self, update: Update) -> bool {
         match update {
             Update::LegacyTokens(e) => self.legacy_tokens.apply(self.namespaces.intern(e)),
-            Update::OtherSecrets(e) => self.other_secrets.apply(self.namespaces.intern(e)),
+            Update::OtherSecrets(e) => {
+                let e = self.namespaces.intern(e);
+                self.note(&e);
+                let relisted = matches!(e, Event::InitDone);
+                let changed = self.other_secrets.apply(e);
+                if relisted {
+                    self.forget_missing();
+                }
+                changed
+            }
             Update::ServiceAccounts(e) => self.service_accounts.apply(self.namespaces.intern(e)),
             Update::Roles(e) => self.roles.apply(e),
             Update::ClusterRoles(e) => self.cluster_roles.apply(e),
@@ -469,6 +598,63 @@ impl State {
                 false
             }
         }
+    }
+
+    /// Notes what a Secret event means for the copies: a Secret created or changed (or,
+    /// in a re-list, changed while the watch was away) is to be read, unless keyward
+    /// controls it; a deleted one holds no copy any more.
+    fn note(&mut self, event: &Event<Projected<InventoryObject>>) {
+        let mirror = &self.other_secrets;
+        let changed = match event {
+            Event::Apply((_, Some(o))) => Some(o),
+            Event::InitApply((uid, Some(o))) if mirror.synced => mirror
+                .live
+                .get(uid)
+                .is_none_or(|before| o.version == 0 || before.version != o.version)
+                .then_some(o),
+            Event::Delete((_, Some(o))) => {
+                self.replace_copies(&(o.namespace.clone(), o.name.clone()), Vec::new());
+                None
+            }
+            _ => None,
+        };
+        if let Some(o) = changed.filter(|o| o.keyward.is_none()) {
+            // Each object of a namespace shares its name: the count is its size.
+            let size = Arc::strong_count(&o.namespace);
+            self.unread
+                .push(((o.namespace.clone(), o.name.clone()), size));
+        }
+    }
+
+    /// Replaces what is known of one Secret's copies.
+    fn replace_copies(&mut self, (namespace, name): &SecretName, copies: Vec<ValueCopy>) {
+        let before = self.copies.len();
+        self.copies
+            .retain(|c| !(*c.namespace == **namespace && *c.secret == **name));
+        if before == self.copies.len() && copies.is_empty() {
+            return;
+        }
+        self.copies.extend(copies);
+        self.copies.sort();
+        self.copies.dedup();
+        self.copies_changed = true;
+    }
+
+    /// After a re-list: the copies in Secrets that are gone.
+    fn forget_missing(&mut self) {
+        if self.copies.is_empty() {
+            return;
+        }
+        let live: HashSet<(&str, &str)> = self
+            .other_secrets
+            .live
+            .values()
+            .map(|o| (&*o.namespace, &*o.name))
+            .collect();
+        let before = self.copies.len();
+        self.copies
+            .retain(|c| live.contains(&(c.namespace.as_str(), c.secret.as_str())));
+        self.copies_changed |= before != self.copies.len();
     }
 
     /// Every watch has listed once. (The ClusterRoleBinding watch does not run in
@@ -549,6 +735,7 @@ mod tests {
             has_owner: false,
             last_write: None,
             last_used: None,
+            version: 0,
         }
     }
 

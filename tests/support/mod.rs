@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fault;
+pub mod metrics;
 pub mod operator;
 
 use std::path::{Path, PathBuf};
@@ -72,8 +73,8 @@ impl TestEnv {
 
 static CRDS: OnceCell<()> = OnceCell::const_new();
 
-/// A client for the local plane, or a one-line failure saying how to start it.
-pub async fn client() -> Client {
+/// The local plane's client configuration.
+pub async fn config() -> Config {
     let path = kubeconfig_path();
     let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|_| {
         panic!(
@@ -81,15 +82,20 @@ pub async fn client() -> Client {
             path.display()
         )
     });
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-    let client = Client::try_from(config).unwrap_or_else(|err| panic!("building client: {err}"));
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// A client for the local plane, or a one-line failure saying how to start it.
+pub async fn client() -> Client {
+    let client =
+        Client::try_from(config().await).unwrap_or_else(|err| panic!("building client: {err}"));
     match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
         Ok(Ok(_)) => client,
         _ => panic!(
             "the local control plane in {} does not answer: run `make cluster-up`",
-            path.display()
+            kubeconfig_path().display()
         ),
     }
 }
