@@ -470,7 +470,12 @@ async fn a_rotation_costs_three_requests_and_the_passes_its_writes_wake_none() {
                 .iter()
                 .map(|(m, v)| (m, *v))
                 .collect::<BTreeMap<_, _>>(),
-            "rotation {round}: the Secret (PUT), its Event (POST) and the status (PATCH), nothing more"
+            "rotation {round}: the Secret (PUT), its Event (POST) and the status (PATCH), nothing more; reads: {}",
+            op.logs()
+                .lines()
+                .filter(|l| l.contains("read sent"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
     cleanup(env, &tenant).await;

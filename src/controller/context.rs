@@ -24,6 +24,14 @@ pub use crate::store::kubernetes::FIELD_MANAGER;
 /// The field manager of the rollout-restart annotation on consumers.
 pub const RESTART_FIELD_MANAGER: &str = "keyward-restart";
 
+/// A version of a credential newer than its store copy may be, and the object at that
+/// version when this process has it (the response to its own status write).
+#[derive(Clone)]
+pub struct Known {
+    pub version: String,
+    pub object: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
 #[derive(Clone)]
 pub struct Context {
     pub client: Client,
@@ -34,9 +42,9 @@ pub struct Context {
     /// pass needs no request to know it: one short name per credential.
     pub announced: Arc<Mutex<std::collections::HashMap<String, String>>>,
     /// A resourceVersion of each credential (by uid) newer than its store copy may be: the
-    /// one this process's last status write returned, or the one a re-list after an API
-    /// server outage found. Kept until a pass sees its store copy include it.
-    pub known_versions: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    /// one this process's last status write returned (with the object it returned), or the
+    /// one a re-list after an API server outage found. Kept until the store includes it.
+    pub known_versions: Arc<Mutex<std::collections::HashMap<String, Known>>>,
     pub metrics: Arc<Metrics>,
     pub tenants: Store<Tenant>,
     pub integrations: Store<PartnerIntegration>,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::context::Context;
+use super::context::{Context, Known};
 use super::status::{condition, find, prior_owner};
 use crate::api::{
     ApiKey, CredentialState, PartnerIntegration, ServiceAccountCredential, Timestamp,
@@ -201,28 +201,40 @@ pub async fn write_status<K: Credential>(
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let written = super::status::apply_status(&api, &credential.name_any(), status).await?;
     if let (Some(uid), Some(version)) = (written.uid(), written.resource_version()) {
-        lock(&ctx.known_versions).insert(uid, version);
+        let object: Arc<dyn std::any::Any + Send + Sync> = Arc::new(written);
+        lock(&ctx.known_versions).insert(
+            uid,
+            Known {
+                version,
+                object: Some(object),
+            },
+        );
     }
     Ok(())
 }
 
 /// The credential as it is now. The store's copy, unless it is older than a version this
 /// process knows of (its own last status write, or what a re-list after an outage found):
-/// then the watch lags (a restarted API server ends the watches of custom resources a few
-/// seconds after it is ready, and they re-list), and a pass deciding on the older copy
-/// would miss a rotation request, or wait for its own write to be recorded instead of going
-/// on, so the object is read. `None` when it no longer exists.
+/// then the watch lags (its echo of this process's own write is still on its way; or a
+/// restarted API server ended the watches of custom resources a few seconds after it was
+/// ready, and they re-list), and a pass deciding on the older copy would miss a rotation
+/// request, or wait for its own write to be recorded instead of going on. So the object
+/// its own write returned is used, and the object is read only when there is none (after
+/// an outage). `None` when it no longer exists.
 pub async fn current<K: Credential>(ctx: &Context, object: Arc<K>) -> Result<Option<Arc<K>>> {
     let Some(uid) = object.uid() else {
         return Ok(Some(object));
     };
-    let written = lock(&ctx.known_versions).get(&uid).cloned();
-    let Some(written) = written else {
+    let known = lock(&ctx.known_versions).get(&uid).cloned();
+    let Some(known) = known else {
         return Ok(Some(object));
     };
-    if super::owned::includes(object.meta().resource_version.as_deref(), &written) {
+    if super::owned::includes(object.meta().resource_version.as_deref(), &known.version) {
         lock(&ctx.known_versions).remove(&uid);
         return Ok(Some(object));
+    }
+    if let Some(written) = known.object.and_then(|o| o.downcast::<K>().ok()) {
+        return Ok(Some(written));
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
     let read = api.get_opt(&object.name_any()).await?;
@@ -233,7 +245,31 @@ pub async fn current<K: Credential>(ctx: &Context, object: Arc<K>) -> Result<Opt
 
 /// Remembers that the credential with `uid` exists at `version`, newer than its store copy.
 pub fn known_version(ctx: &Context, uid: String, version: String) {
-    lock(&ctx.known_versions).insert(uid, version);
+    lock(&ctx.known_versions).insert(
+        uid,
+        Known {
+            version,
+            object: None,
+        },
+    );
+}
+
+/// The store now holds `object`: what this process knew to be newer than its copy (and
+/// the object its write returned) is let go once the copy includes it.
+pub fn caught_up(ctx: &Context, object: &impl Resource) {
+    let (Some(uid), Some(version)) = (
+        object.meta().uid.as_deref(),
+        object.meta().resource_version.as_deref(),
+    ) else {
+        return;
+    };
+    let mut known = lock(&ctx.known_versions);
+    if known
+        .get(uid)
+        .is_some_and(|k| super::owned::includes(Some(version), &k.version))
+    {
+        known.remove(uid);
+    }
 }
 
 /// Forgets what this process remembers of a credential that was deleted.

@@ -28,17 +28,26 @@ use crate::runtime::lock;
 use crate::store::kubernetes::{self as objects, HasData, is_controlled_by};
 
 /// What this process's last write did to an object, until the watch shows it.
-#[derive(Clone, Debug, PartialEq)]
-enum Written {
-    /// Created or replaced: the resourceVersion the write returned.
-    Version(String),
+#[derive(Debug)]
+enum Written<K> {
+    /// Created or replaced: the resourceVersion the write returned, and the object.
+    Version(String, Arc<K>),
     /// Deleted.
     Gone,
 }
 
+impl<K> Clone for Written<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Version(v, o) => Self::Version(v.clone(), o.clone()),
+            Self::Gone => Self::Gone,
+        }
+    }
+}
+
 struct Book<K: Resource<DynamicType = ()> + 'static> {
     /// Writes the watch has not shown yet.
-    pending: HashMap<ObjectRef<K>, Written>,
+    pending: HashMap<ObjectRef<K>, Written<K>>,
     /// The objects each credential (by uid) controls, as the watch shows them.
     by_owner: HashMap<String, HashSet<ObjectRef<K>>>,
 }
@@ -118,31 +127,34 @@ where
     }
 
     /// The object `name` in `api`'s namespace as it is now: from the watch when it has
-    /// shown this process's last write of it, otherwise read from the API server.
+    /// shown this process's last write of it, else what that write returned (or nothing,
+    /// after a delete), and read from the API server only when this process has written
+    /// nothing and the watch does not hold it (absent, or not keyward's).
     pub async fn get(&self, api: &Api<K>, namespace: &str, name: &str) -> kube::Result<Option<K>> {
         let reference = ObjectRef::new(name).within(namespace);
         let cached = self.store.get(&reference);
         let pending = lock(&self.book).pending.get(&reference).cloned();
         match (pending, cached) {
-            (None, Some(object)) => return Ok(Some(object.as_ref().clone())),
-            (Some(Written::Version(v)), Some(object))
+            (None, Some(object)) => Ok(Some(object.as_ref().clone())),
+            (Some(Written::Version(v, _)), Some(object))
                 if includes(resource_version(object.as_ref()), &v) =>
             {
-                return Ok(Some(object.as_ref().clone()));
+                Ok(Some(object.as_ref().clone()))
             }
-            (Some(Written::Gone), None) => return Ok(None),
-            _ => {}
+            (Some(Written::Version(_, written)), _) => Ok(Some(written.as_ref().clone())),
+            (Some(Written::Gone), _) => Ok(None),
+            (None, None) => api.get_opt(name).await,
         }
-        api.get_opt(name).await
     }
 
     /// Remembers an object this process wrote, as the API server returned it.
     pub fn wrote(&self, object: &K) {
         if let (Some(version), Some(namespace)) = (resource_version(object), object.namespace()) {
             let reference = ObjectRef::new(&object.name_any()).within(&namespace);
-            lock(&self.book)
-                .pending
-                .insert(reference, Written::Version(version.to_owned()));
+            lock(&self.book).pending.insert(
+                reference,
+                Written::Version(version.to_owned(), Arc::new(object.clone())),
+            );
         }
     }
 
@@ -242,7 +254,7 @@ impl<K: Resource<DynamicType = ()> + Clone> Seen<K> {
                 let (reference, entry) = Self::entry(object);
                 // This process's own write, shown back: the pass that made it knows it.
                 let own = matches!(book.pending.get(&reference),
-                    Some(Written::Version(v)) if entry.0.as_deref() == Some(v.as_str()));
+                    Some(Written::Version(v, _)) if entry.0.as_deref() == Some(v.as_str()));
                 Self::confirm(book, &reference, Some(object));
                 let mut wakes = Vec::new();
                 self.replace(book, reference, Some(entry), &mut wakes);
@@ -275,7 +287,7 @@ impl<K: Resource<DynamicType = ()> + Clone> Seen<K> {
                     self.replace(book, reference, None, &mut woken);
                 }
                 for (reference, entry) in listed {
-                    if let Some(Written::Version(v)) = book.pending.get(&reference)
+                    if let Some(Written::Version(v, _)) = book.pending.get(&reference)
                         && includes(entry.0.as_deref(), v)
                     {
                         book.pending.remove(&reference);
@@ -284,7 +296,7 @@ impl<K: Resource<DynamicType = ()> + Clone> Seen<K> {
                 }
                 // A deletion the re-list shows (the object is not listed) is confirmed too.
                 book.pending
-                    .retain(|r, w| *w != Written::Gone || self.objects.contains_key(r));
+                    .retain(|r, w| !matches!(w, Written::Gone) || self.objects.contains_key(r));
             }
         }
         woken
@@ -303,7 +315,7 @@ impl<K: Resource<DynamicType = ()> + Clone> Seen<K> {
     /// Forgets a pending write the watch now shows.
     fn confirm(book: &mut Book<K>, reference: &ObjectRef<K>, object: Option<&K>) {
         let shown = match (book.pending.get(reference), object) {
-            (Some(Written::Version(v)), Some(o)) => includes(resource_version(o), v),
+            (Some(Written::Version(v, _)), Some(o)) => includes(resource_version(o), v),
             (Some(Written::Gone), None) => true,
             _ => false,
         };
@@ -415,8 +427,13 @@ mod tests {
     fn an_own_write_shown_back_wakes_nobody_and_is_forgotten() {
         let (mut seen, mut book) = (Seen::default(), book());
         let reference = ObjectRef::new("a").within("team");
-        book.pending
-            .insert(reference.clone(), Written::Version("12".to_owned()));
+        book.pending.insert(
+            reference.clone(),
+            Written::Version(
+                "12".to_owned(),
+                Arc::new(secret("a", "12", Some(("ApiKey", "u1")))),
+            ),
+        );
         // An earlier change, still in flight when the write returned, is someone else's.
         let earlier = secret("a", "11", Some(("ApiKey", "u1")));
         assert_eq!(
