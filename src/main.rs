@@ -52,6 +52,11 @@ enum Command {
         /// PolicyCompliant=False reason=Clamped).
         #[arg(long, default_value = "1m", value_parser = parse_duration)]
         min_rotation_interval: std::time::Duration,
+        /// Reconciles each controller runs at once (ApiKeys, ServiceAccountCredentials,
+        /// Tenants, PartnerIntegrations each have their own bound); what is due beyond it
+        /// waits its turn.
+        #[arg(long, default_value_t = keyward::controller::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..))]
+        concurrency: u16,
         /// Log format on stderr (audit lines always go to stdout as JSON).
         #[arg(long, value_enum, default_value_t = LogFormat::Json)]
         log_format: LogFormat,
@@ -111,6 +116,7 @@ fn main() -> ExitCode {
             leader_elect_lease_duration,
             scan_interval,
             min_rotation_interval,
+            concurrency,
             log_format,
         } => {
             if let Err(err) = telemetry::init(log_format) {
@@ -136,6 +142,7 @@ fn main() -> ExitCode {
                 scan_interval,
                 min_rotation_interval: chrono::Duration::from_std(min_rotation_interval)
                     .unwrap_or(chrono::Duration::MAX),
+                concurrency,
             }));
             match result {
                 Ok(()) => ExitCode::SUCCESS,

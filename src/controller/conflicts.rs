@@ -1,7 +1,7 @@
 //! The credentials waiting on an object of their name that keyward does not control (a
 //! `SecretConflict` or `ServiceAccountConflict`), by that object: a change of any Secret
-//! or ServiceAccount (one metadata-only watch of each) is looked up here in O(1), and
-//! wakes only the credentials waiting on it.
+//! or ServiceAccount (as the inventory's metadata watches show it) is looked up here in
+//! O(1), and wakes only the credentials waiting on it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -12,15 +12,7 @@ use crate::runtime::lock;
 /// An object by kind (`Secret` or `ServiceAccount`), namespace and name.
 pub type Blocker = (&'static str, String, String);
 
-/// What a watch of every object of a kind saw.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Change {
-    /// This object was created, changed or deleted.
-    Object(Blocker),
-    /// A (re-)list of this kind ended: a deletion missed while the watch was away is no
-    /// event of its own.
-    Relisted(&'static str),
-}
+pub use crate::inventory::ObjectChange as Change;
 
 #[derive(Default)]
 struct Index {

@@ -26,7 +26,6 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::Api;
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Config, watcher};
@@ -58,7 +57,12 @@ pub struct Options {
     pub scan_interval: StdDuration,
     /// The write floor: the shortest effective rotation interval or token refresh period.
     pub min_rotation_interval: chrono::Duration,
+    /// Reconciles each controller runs at once (`--concurrency`).
+    pub concurrency: u16,
 }
+
+/// Default of `--concurrency`.
+pub const DEFAULT_CONCURRENCY: u16 = 16;
 
 pub use crate::runtime::{MAX_REQUEUE, watch_backoff};
 
@@ -298,40 +302,6 @@ async fn retry_when_reachable(client: Client, ctx: Arc<Context>, queues: Queues)
     }
 }
 
-/// What a metadata-only watch of every object of kind `K` sees.
-fn blockers<K>(
-    api: Api<PartialObjectMeta<K>>,
-    kind: &'static str,
-) -> impl Stream<Item = conflicts::Change> + Send + 'static
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    watcher(api, fresh_lists())
-        .backoff(watch_backoff())
-        .filter_map(move |event| {
-            let change = match event {
-                Ok(
-                    watcher::Event::Apply(o)
-                    | watcher::Event::Delete(o)
-                    | watcher::Event::InitApply(o),
-                ) => o
-                    .metadata
-                    .namespace
-                    .zip(o.metadata.name)
-                    .map(|(ns, name)| conflicts::Change::Object((kind, ns, name))),
-                Ok(watcher::Event::InitDone) => Some(conflicts::Change::Relisted(kind)),
-                _ => None,
-            };
-            futures::future::ready(change)
-        })
-}
-
 /// After an outage the watches cannot be trusted for a while: a restarted API server ends
 /// the watches of custom resources with 410 a few seconds after it reports ready, and
 /// they re-list then. So the credentials are listed once (a consistent, paged read of
@@ -527,22 +497,20 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             }),
         );
     }
+    // An object in conflict is not keyward's and carries no label: the inventory's
+    // metadata watches of every Secret and ServiceAccount wake the credentials waiting on
+    // one when it changes or goes away. (Both run on the governing replica only, as do
+    // the passes that wait.)
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
     {
-        // An object in conflict is not keyward's and carries no label: one metadata-only
-        // watch of every Secret and one of every ServiceAccount wake the credentials
-        // waiting on one when it changes or goes away.
         let (queues, conflicts) = (queues.clone(), ctx.clone());
-        let secrets = blockers::<Secret>(scoped(&client, namespace), "Secret");
-        let accounts = blockers::<ServiceAccount>(scoped(&client, namespace), "ServiceAccount");
-        parts.spawn(
-            "conflict watches",
-            futures::stream::select(secrets, accounts).for_each(move |change| {
+        parts.spawn("conflict wake-ups", async move {
+            while let Some(change) = seen_rx.recv().await {
                 for id in conflicts.conflicts.woken_by(&change) {
                     queues.send(&id);
                 }
-                futures::future::ready(())
-            }),
-        );
+            }
+        });
     }
     let (tenancy_ready_tx, tenancy_ready) = watch::channel(false);
     let fanout = Fanout {
@@ -579,6 +547,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             changes: inventory_changes,
             copies: ctx.copies.clone(),
             copies_changed,
+            seen: Some(seen_tx),
         },
     );
     parts.spawn("inventory", async move {
@@ -591,8 +560,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     // Tenant and integration statuses only carry counts and consistency: a short debounce
     // folds a wave of credential changes into one status write.
-    let counts_debounce =
-        kube::runtime::controller::Config::default().debounce(StdDuration::from_millis(500));
+    let bounded = kube::runtime::controller::Config::default().concurrency(options.concurrency);
+    let counts_debounce = bounded.clone().debounce(StdDuration::from_millis(500));
     let tenant_ctl = Controller::for_stream(stream::pending(), tenants.clone())
         .with_config(counts_debounce.clone())
         .reconcile_on(tenant_rx)
@@ -614,6 +583,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         )
         .for_each(|_| async {});
     let key_ctl = Controller::for_stream(stream::pending(), keys.clone())
+        .with_config(bounded.clone())
         .trigger_backoff(watch_backoff())
         .reconcile_on(key_rx)
         .graceful_shutdown_on(stopped())
@@ -624,6 +594,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         )
         .for_each(|_| async {});
     let sac_ctl = Controller::for_stream(stream::pending(), sacs.clone())
+        .with_config(bounded)
         .trigger_backoff(watch_backoff())
         .reconcile_on(sac_rx)
         .graceful_shutdown_on(stopped())
@@ -811,8 +782,26 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
-    let events = reflect(writer, watcher(api, fresh_lists()).backoff(watch_backoff())).boxed();
+    let events = reflect(
+        writer,
+        watcher(api, fresh_lists())
+            .backoff(watch_backoff())
+            .modify(strip_bookkeeping),
+    )
+    .boxed();
     (store, events)
+}
+
+/// Drops what no decision reads and what costs the most memory per object: who wrote which
+/// field (`managedFields`, a tree of maps per manager) and the copy of the whole object
+/// that `kubectl apply` keeps in an annotation. At 10,000 ApiKeys they were most of what
+/// the stores held.
+fn strip_bookkeeping<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 /// Turns store events into reconcile requests for the objects that depend on them, and

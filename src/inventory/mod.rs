@@ -33,7 +33,7 @@ use rbac::{Binding, Rbac};
 /// values), shared with the controllers for their `CrossTenant` condition.
 pub type ValueCopies = std::sync::Arc<std::sync::RwLock<Vec<scan::ValueCopy>>>;
 
-pub use watch::{DEFAULT_SCAN_INTERVAL, Options, SYNCED_MESSAGE, run};
+pub use watch::{DEFAULT_SCAN_INTERVAL, ObjectChange, Options, SYNCED_MESSAGE, run};
 
 /// Objects per list page when listing metadata and keyward objects.
 const LIST_PAGE_SIZE: u32 = 500;

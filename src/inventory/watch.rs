@@ -46,6 +46,17 @@ const SCAN_RETRY: Duration = Duration::from_secs(30);
 /// Wait before reading again a changed Secret whose read failed.
 const READ_RETRY: Duration = Duration::from_secs(5);
 
+/// What the inventory's metadata watches of Secrets and ServiceAccounts saw, told to whoever
+/// waits on objects keyward does not control (the controllers' conflict index).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ObjectChange {
+    /// This object (kind, namespace, name) was created, changed or deleted.
+    Object((&'static str, String, String)),
+    /// A (re-)list of this kind ended: a deletion missed while the watch was away is no
+    /// event of its own.
+    Relisted(&'static str),
+}
+
 /// How the inventory runs inside `keyward run`.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -63,6 +74,9 @@ pub struct Options {
     /// (ApiKeys report a copy in their `CrossTenant` condition).
     pub copies: super::ValueCopies,
     pub copies_changed: Arc<Notify>,
+    /// Told of every Secret and ServiceAccount change the watches see (Secrets of the
+    /// types the inventory watches: not Helm release records).
+    pub seen: Option<mpsc::UnboundedSender<ObjectChange>>,
 }
 
 impl Default for Options {
@@ -73,6 +87,7 @@ impl Default for Options {
             changes: Arc::new(Notify::new()),
             copies: Default::default(),
             copies_changed: Arc::new(Notify::new()),
+            seen: None,
         }
     }
 }
@@ -91,7 +106,10 @@ pub async fn run(
     let started = Instant::now();
     let namespace = options.namespace.as_deref();
     let mut updates = updates(&client, namespace);
-    let mut state = State::default();
+    let mut state = State {
+        seen: options.seen.clone(),
+        ..State::default()
+    };
     let (scan_tx, mut scan_rx) = mpsc::channel::<ScanResult>(1);
     let mut scanning: Option<AbortOnDrop> = None;
     let mut next_scan = (!options.scan_interval.is_zero()).then(Instant::now);
@@ -567,6 +585,8 @@ struct State {
     role_bindings: Mirror<Binding>,
     cluster_role_bindings: Mirror<Binding>,
     copies: Vec<ValueCopy>,
+    /// Told of each Secret and ServiceAccount change.
+    seen: Option<mpsc::UnboundedSender<ObjectChange>>,
     /// The copies changed since the loop last shared them.
     copies_changed: bool,
     /// Secrets seen created or changed, to be read.
@@ -577,8 +597,12 @@ struct State {
 impl State {
     fn apply(&mut self, update: Update) -> bool {
         match update {
-            Update::LegacyTokens(e) => self.legacy_tokens.apply(self.namespaces.intern(e)),
+            Update::LegacyTokens(e) => {
+                self.tell("Secret", &e);
+                self.legacy_tokens.apply(self.namespaces.intern(e))
+            }
             Update::OtherSecrets(e) => {
+                self.tell("Secret", &e);
                 let e = self.namespaces.intern(e);
                 self.note(&e);
                 let relisted = matches!(e, Event::InitDone);
@@ -588,7 +612,10 @@ impl State {
                 }
                 changed
             }
-            Update::ServiceAccounts(e) => self.service_accounts.apply(self.namespaces.intern(e)),
+            Update::ServiceAccounts(e) => {
+                self.tell("ServiceAccount", &e);
+                self.service_accounts.apply(self.namespaces.intern(e))
+            }
             Update::Roles(e) => self.roles.apply(e),
             Update::ClusterRoles(e) => self.cluster_roles.apply(e),
             Update::RoleBindings(e) => self.role_bindings.apply(e),
@@ -598,6 +625,21 @@ impl State {
                 false
             }
         }
+    }
+
+    /// Tells `seen` of a change (a re-list as a whole, once it is complete).
+    fn tell(&self, kind: &'static str, event: &Event<Projected<InventoryObject>>) {
+        let Some(seen) = &self.seen else {
+            return;
+        };
+        let change = match event {
+            Event::Apply((_, Some(o))) | Event::Delete((_, Some(o))) => {
+                ObjectChange::Object((kind, o.namespace.to_string(), o.name.to_string()))
+            }
+            Event::InitDone => ObjectChange::Relisted(kind),
+            _ => return,
+        };
+        let _ = seen.send(change);
     }
 
     /// Notes what a Secret event means for the copies: a Secret created or changed (or,
