@@ -12,7 +12,7 @@
 //! `KEYWARD_KUBECONFIG` (default `.cluster/kubeconfig`).
 
 mod common;
-use common::{env_or, kubeconfig};
+use common::{env_or, kubeconfig, memory};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -30,20 +30,6 @@ use tokio::process::Command;
 
 const SYNC_TARGET: Duration = Duration::from_secs(30);
 const RSS_TARGET_KIB: u64 = 96 * 1024;
-
-/// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
-fn memory(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

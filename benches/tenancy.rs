@@ -10,7 +10,7 @@
 //! `KEYWARD_BENCH_KEYS` (keys per namespace, 10), `KEYWARD_KUBECONFIG`.
 
 mod common;
-use common::{env_or, kubeconfig};
+use common::{create_all, env_or, kubeconfig, settled};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -22,56 +22,6 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde_json::{Value, json};
 use tokio::process::Command;
-
-async fn requests(port: u16) -> f64 {
-    let Ok(body) = scrape(port).await else {
-        return -1.0;
-    };
-    body.lines()
-        .filter(|l| l.starts_with("keyward_kube_requests_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// GET /metrics over a plain TCP connection (the bench needs nothing more).
-async fn scrape(port: u16) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out)
-}
-
-/// Waits until the operator sent nothing for 3 s; returns its request count.
-async fn settled(port: u16) -> f64 {
-    let mut last = requests(port).await;
-    loop {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let now = requests(port).await;
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
-}
-
-async fn create_all<K>(api: &Api<K>, objects: Vec<Value>)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    stream::iter(objects)
-        .for_each_concurrent(48, |o| {
-            let api = api.clone();
-            async move {
-                if let Ok(object) = serde_json::from_value::<K>(o) {
-                    let _ = api.create(&PostParams::default(), &object).await;
-                }
-            }
-        })
-        .await;
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
