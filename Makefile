@@ -57,6 +57,14 @@ cluster-up: ## Build (once) and start etcd, kube-apiserver and kube-controller-m
 cluster-down: ## Stop the local plane
 	hack/cluster.sh down
 
+.PHONY: vault-up
+vault-up: cluster-up ## Build (once) and start a Vault server on 127.0.0.1:18200 (KV v2 at secret/, Kubernetes auth against the plane)
+	hack/vault.sh up
+
+.PHONY: vault-down
+vault-down: ## Stop the Vault server and drop its data
+	hack/vault.sh down
+
 .PHONY: install-crds
 install-crds: cluster-up ## Install the CRDs into the local plane and wait until they are established
 	$(KUBECTL) apply --server-side --field-manager keyward-install -f crds/keyward.yaml

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # `make test`: static checks, unit tests, then the integration tests on the local control
-# plane. A plane this script starts is stopped again when it ends; one that was already
-# running (a developer's) is reused and left running.
+# plane and a Vault server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,12 +8,28 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --lib --bins
 
+# What this script starts it stops again; what was already running (a developer's) is
+# reused and left running.
+stop=()
+cleanup() {
+  local c
+  for c in "${stop[@]}"; do "$c" down || true; done
+}
+trap cleanup EXIT
 if hack/cluster.sh status >/dev/null 2>&1; then
   echo "test: reusing the running local plane"
 else
-  trap 'hack/cluster.sh down' EXIT
+  stop+=(hack/cluster.sh)
   hack/cluster.sh up
 fi
+# The Vault server (built from Go modules on first use, like the plane); `up` also points
+# its Kubernetes auth method at the plane.
+if hack/vault.sh status >/dev/null 2>&1; then
+  echo "test: reusing the running Vault server"
+else
+  stop=(hack/vault.sh "${stop[@]}")
+fi
+hack/vault.sh up
 cargo test --locked --test '*'
 # tests/outage.rs kills and restarts the kube-apiserver every other test shares, so it is
 # #[ignore]d (the line above, like `make integration`, never runs it beside the others) and

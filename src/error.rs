@@ -20,6 +20,9 @@ pub enum Error {
     /// other failure while the controller keeps governing the rest.
     #[error("reconcile panicked: {0}")]
     Panicked(String),
+
+    #[error(transparent)]
+    Vault(#[from] crate::store::vault::VaultError),
 }
 
 impl From<kube::Error> for Error {
@@ -41,6 +44,7 @@ impl Error {
             Self::MissingMetadata(_) => "missing_metadata",
             Self::Serialize(_) => "serialize",
             Self::Panicked(_) => "panic",
+            Self::Vault(_) => "vault",
         }
     }
 

@@ -57,6 +57,31 @@ enum Command {
         /// waits its turn.
         #[arg(long, default_value_t = keyward::controller::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..))]
         concurrency: u16,
+        /// Vault's address (http:// or https://). Without it, a key with spec.vault says
+        /// Synced=False reason=VaultUnavailable and a Vault-only key is not issued.
+        #[arg(long, env = "VAULT_ADDR")]
+        vault_addr: Option<String>,
+        /// Vault Kubernetes auth role to log in with, using the ServiceAccount token in
+        /// --vault-token-file. Without it, the token in VAULT_TOKEN is used (development).
+        #[arg(long)]
+        vault_role: Option<String>,
+        /// Mount path of Vault's Kubernetes auth method.
+        #[arg(long, default_value = "kubernetes")]
+        vault_auth_mount: String,
+        /// Where every key's values live in Vault, under its mount: `{tenant}` (and
+        /// `{namespace}`) are replaced, and spec.vault.path is relative to it.
+        #[arg(long, default_value = keyward::policy::vault::DEFAULT_PREFIX)]
+        vault_prefix: String,
+        /// PEM file of the CA that signed Vault's serving certificate.
+        #[arg(long, env = "VAULT_CACERT")]
+        vault_ca_cert: Option<String>,
+        /// The ServiceAccount token presented to Vault's Kubernetes auth method (read at
+        /// each login, so a projected token that rotates is picked up).
+        #[arg(
+            long,
+            default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+        )]
+        vault_token_file: String,
         /// Log format on stderr (audit lines always go to stdout as JSON).
         #[arg(long, value_enum, default_value_t = LogFormat::Json)]
         log_format: LogFormat,
@@ -117,6 +142,12 @@ fn main() -> ExitCode {
             scan_interval,
             min_rotation_interval,
             concurrency,
+            vault_addr,
+            vault_role,
+            vault_auth_mount,
+            vault_prefix,
+            vault_ca_cert,
+            vault_token_file,
             log_format,
         } => {
             if let Err(err) = telemetry::init(log_format) {
@@ -143,6 +174,16 @@ fn main() -> ExitCode {
                 min_rotation_interval: chrono::Duration::from_std(min_rotation_interval)
                     .unwrap_or(chrono::Duration::MAX),
                 concurrency,
+                vault: vault_addr.map(|addr| keyward::store::vault::VaultConfig {
+                    addr,
+                    role: vault_role,
+                    auth_mount: vault_auth_mount,
+                    prefix: vault_prefix,
+                    ca_cert: vault_ca_cert,
+                    jwt_path: vault_token_file,
+                    token: std::env::var("VAULT_TOKEN").ok().filter(|t| !t.is_empty()),
+                    timeout: std::time::Duration::from_secs(10),
+                }),
             }));
             match result {
                 Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,8 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
 
 /// Used when `RUST_LOG` is unset or empty: client libraries are chatty at `info`.
-pub const DEFAULT_FILTER: &str = "info,kube=warn,hyper=warn,tower=warn";
+pub const DEFAULT_FILTER: &str =
+    "info,kube=warn,hyper=warn,tower=warn,vaultrs=off,rustify=off,reqwest=warn";
 
 /// Shape of the diagnostic log lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

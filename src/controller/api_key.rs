@@ -17,19 +17,23 @@ use super::context::{Context, RESTART_FIELD_MANAGER};
 use super::credential::{self, Deed, Facts, state_changed, ts};
 use super::owned::Owned;
 use super::status::now;
+use super::vault::Target;
 use crate::api::{ApiKey, ApiKeyStatus, ConsumerKind, CredentialState, Timestamp, labels};
 use crate::audit::AuditAction;
 use crate::error::{Error, Result};
 use crate::metrics::RotationResult;
+use crate::policy::api_key::Served;
 use crate::policy::api_key::{
     KeyAction, KeyPlan, RotationInput, SecretState, plan, vault_unavailable,
 };
 use crate::policy::credential::{
     CredentialSpec, Delivery, Lifecycle, PriorRecord, ServedRecord, Verdict, delivery, reason,
 };
+use crate::policy::vault::DEFAULT_PREFIX;
 use crate::policy::{format_duration, format_time};
 use crate::store::kubernetes::{self as secrets, Desired, Observed};
 use crate::store::value::{Value, generate};
+use crate::store::vault::{Found, Record, Vault, VaultError};
 
 pub const KIND: &str = "ApiKey";
 const DEFAULT_KEY: &str = "api-key";
@@ -100,6 +104,12 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     };
     let namespace = key.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let uid = key.uid().ok_or(Error::MissingMetadata("uid"))?;
+    let data_key = data_key(&key);
+    if key.metadata.deletion_timestamp.is_some() {
+        // The Secret goes with its owner (garbage collection); Vault's versions go here.
+        super::vault::finalize(&ctx, &key, &data_key).await?;
+        return Ok(Action::await_change());
+    }
     let now = now();
 
     // Gather.
@@ -111,14 +121,73 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
         // Nothing is issued, and nothing is retried until the spec changes.
         credential::invalid_spec(&mut lifecycle, problem);
     }
+    let secret_enabled = key.spec.secret.as_ref().and_then(|s| s.enabled) != Some(false);
+    // Where the values live in Vault: under the tenant's prefix, or refused.
+    let prefix = ctx
+        .vault
+        .as_ref()
+        .map(|v| v.config().prefix.clone())
+        .unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
+    let path_tenant = lifecycle
+        .tenant
+        .clone()
+        .or_else(|| prior.tenant.clone())
+        .unwrap_or_default();
+    let target = match super::vault::target(&key, &prefix, &path_tenant, &namespace) {
+        Some(Ok(target)) => Some(target),
+        Some(Err(problem)) => {
+            if lifecycle.is_active() || lifecycle.state == CredentialState::Pending {
+                credential::invalid_spec(&mut lifecycle, problem);
+                lifecycle.reason = reason::INVALID_VAULT_PATH.to_owned();
+            }
+            None
+        }
+        None => None,
+    };
     let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let secret_name = secret_name(&key);
-    let data_key = data_key(&key);
     let existing = ctx
         .secrets
         .get(&secrets_api, &namespace, &secret_name)
         .await?;
     let observed = secrets::observe(existing.as_ref(), &uid, &data_key);
+
+    // What Vault holds: read when a value may be there, or is to be written. The finalizer
+    // that destroys it on deletion goes on before the first write.
+    let vault = ctx.vault.as_deref().zip(target.as_ref());
+    let mut found = None;
+    let mut vault_error = None;
+    if let Some((store, target)) = vault {
+        let has_finalizer = super::vault::has_finalizer(&key);
+        if lifecycle.is_active() && !has_finalizer {
+            super::vault::add_finalizer(&ctx, &key).await?;
+        }
+        if lifecycle.is_active() || has_finalizer {
+            match store
+                .read(&target.mount, &target.path, &uid, &data_key)
+                .await
+            {
+                Ok(f) => found = Some(f),
+                Err(err) => vault_error = Some(err),
+            }
+        }
+    }
+    let foreign_secret = secret_enabled && matches!(observed.state, SecretState::Foreign);
+    let mut version_floor = None;
+    let state = match &found {
+        _ if foreign_secret => SecretState::Foreign,
+        Some(Found::Stored { record, .. }) => SecretState::Ours(record.served.clone()),
+        Some(Found::Unwritten { record, .. }) => {
+            // Its value never reached Vault: that version is written again, with a new
+            // value nobody has seen.
+            version_floor = Some(record.served.version.saturating_sub(1));
+            SecretState::Absent
+        }
+        Some(Found::Absent { .. }) => SecretState::Absent,
+        Some(Found::Foreign) => SecretState::Foreign,
+        None if vault_error.is_some() && !secret_enabled => served_from_status(&prior),
+        None => observed.state.clone(),
+    };
 
     // Decide.
     let rotate_annotation = key.annotations().get(labels::ROTATE).map(String::as_str);
@@ -126,40 +195,135 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
         overlap,
         rotate_annotation,
         last_rotation_request: prior.last_rotation_request.as_deref(),
-        last_version: prior.version,
+        last_version: prior.version.max(version_floor),
     };
-    let mut plan = plan(lifecycle, &observed.state, &rotation, now);
-    if key.spec.secret.as_ref().and_then(|s| s.enabled) == Some(false) {
+    let mut plan = plan(lifecycle, &state, &rotation, now);
+    if !secret_enabled && ctx.vault.is_none() {
         plan = vault_unavailable(plan, &observed.state, now);
+    }
+    if matches!(found, Some(Found::Foreign)) && plan.lifecycle.reason == reason::SECRET_CONFLICT {
+        plan.lifecycle.message = format!(
+            "the Vault path {} holds a secret this ApiKey did not write; it is left untouched",
+            target.as_ref().map(ToString::to_string).unwrap_or_default()
+        );
+    }
+    if let Some(err) = &vault_error
+        && matches!(
+            plan.action,
+            KeyAction::Issue { .. } | KeyAction::Rotate { .. }
+        )
+    {
+        // Vault first: no new value while it cannot be reached; the current one stays, and
+        // a rotation request stays unanswered until the value that answers it is written.
+        plan.action = KeyAction::None;
+        plan.last_rotation_request = prior.last_rotation_request.clone();
+        plan.served = match &state {
+            SecretState::Ours(served) => Some(served.clone()),
+            _ => None,
+        };
+        if plan.served.is_none() && plan.lifecycle.is_active() {
+            plan.lifecycle.state = CredentialState::Pending;
+            plan.lifecycle.reason = reason::VAULT_UNAVAILABLE.to_owned();
+            plan.lifecycle.message = format!("waiting for Vault to issue the first value: {err}");
+        }
     }
     // A foreign Secret of that name: its change or deletion wakes this key.
     ctx.conflicts.set(
         (KIND, Some(namespace.clone()), key.name_any()),
-        (plan.lifecycle.reason == reason::SECRET_CONFLICT)
-            .then(|| ("Secret", namespace.clone(), secret_name.clone())),
+        foreign_secret.then(|| ("Secret", namespace.clone(), secret_name.clone())),
     );
 
-    // Apply: a renamed Secret goes first (it must not keep serving), then the Secret (one
-    // write holds the value and the record of it), the consumers, the announcement, and
-    // last the status, so that each step a crash interrupts is finished by the next pass.
+    // Apply: a renamed Secret goes first (it must not keep serving), then Vault, then the
+    // Secret (one write holds the value and the record of it), the consumers, the
+    // announcement, and last the status, so that each step a crash interrupts is finished
+    // by the next pass.
+    let source_current = match &found {
+        Some(Found::Stored { value, .. }) => Some(value.clone()),
+        Some(_) => None,
+        None => observed.current.clone(),
+    };
     let applied = async {
         if prior.observed_generation != key.metadata.generation {
             ctx.secrets
                 .remove_strays(&secrets_api, &namespace, &uid, &secret_name)
                 .await?;
         }
-        apply_secret(
-            &key,
-            &ctx.secrets,
-            &secrets_api,
-            &secret_name,
-            &data_key,
-            &uid,
-            existing.as_ref(),
-            &observed,
-            &mut plan,
-        )
-        .await
+        let (current, previous) = match &plan.action {
+            KeyAction::Issue { .. } => (Some(generate(key.spec.generator.as_ref())?), None),
+            KeyAction::Rotate {
+                previous_valid_until,
+                ..
+            } => (
+                Some(generate(key.spec.generator.as_ref())?),
+                previous_valid_until.and(source_current.clone()),
+            ),
+            KeyAction::Withdraw => (None, None),
+            _ => {
+                let overlap_open = plan
+                    .served
+                    .as_ref()
+                    .is_some_and(|s| s.previous_valid_until.is_some());
+                let previous = if overlap_open && secret_enabled {
+                    previous_value(vault, found.as_ref(), &observed, &data_key).await
+                } else {
+                    None
+                };
+                (source_current.clone(), previous)
+            }
+        };
+        if let (Some((store, target)), Some(found)) = (vault, found.as_ref()) {
+            let tenant = plan.lifecycle.tenant.clone().unwrap_or_default();
+            let owner = plan.lifecycle.owner.clone().unwrap_or_default();
+            let this = Holder {
+                credential: format!("{namespace}/{}", key.name_any()),
+                uid: &uid,
+                tenant: &tenant,
+                owner: &owner,
+            };
+            apply_vault(
+                store,
+                target,
+                &this,
+                &plan,
+                found,
+                current.as_ref(),
+                &data_key,
+                now,
+            )
+            .await
+            .map_err(Error::Vault)?;
+        }
+        if secret_enabled {
+            apply_secret(
+                &key,
+                &ctx.secrets,
+                &secrets_api,
+                &secret_name,
+                &data_key,
+                &uid,
+                existing.as_ref(),
+                &observed,
+                &mut plan,
+                current.as_ref(),
+                previous.as_ref(),
+            )
+            .await
+        } else {
+            // Vault only: a Secret served before (spec.secret.enabled was true) goes.
+            if let Some(existing) = existing
+                .as_ref()
+                .filter(|e| secrets::is_controlled_by(&e.metadata, &uid))
+            {
+                ctx.secrets.delete(&secrets_api, &existing.metadata).await?;
+            }
+            Ok(match (plan.served.as_mut(), current.as_ref()) {
+                (Some(served), Some(current)) if plan.action != KeyAction::Withdraw => {
+                    served.fingerprint = current.fingerprint().to_string();
+                    Some(served.fingerprint.clone())
+                }
+                _ => None,
+            })
+        }
     }
     .await;
     // Whether this pass wrote what it announces (a new value, or the withdrawal).
@@ -171,11 +335,21 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
         Ok(fingerprint) => fingerprint,
         Err(err) => {
             let rotating = matches!(plan.action, KeyAction::Rotate { .. });
-            let synced = Verdict::new(
-                false,
-                "SyncFailed",
-                format!("writing Secret {secret_name}: {err}"),
-            );
+            let synced = match &err {
+                Error::Vault(e) => Verdict::new(
+                    false,
+                    reason::VAULT_UNAVAILABLE,
+                    format!(
+                        "writing Vault {}: {e}; the current value stays served",
+                        target.as_ref().map(ToString::to_string).unwrap_or_default()
+                    ),
+                ),
+                _ => Verdict::new(
+                    false,
+                    "SyncFailed",
+                    format!("writing Secret {secret_name}: {err}"),
+                ),
+            };
             credential::report_sync_failure(
                 &ctx,
                 key.as_ref(),
@@ -188,20 +362,39 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
             return Err(err);
         }
     };
-    let synced = if key.spec.vault.is_some() {
-        Verdict::new(
+    let synced = match (&key.spec.vault, ctx.vault.as_ref(), &target, &vault_error) {
+        (Some(_), None, _, _) => Verdict::new(
+            false,
+            reason::VAULT_UNAVAILABLE,
+            if secret_enabled {
+                format!(
+                    "Secret {secret_name} is up to date; no Vault store is configured, so spec.vault is not written"
+                )
+            } else {
+                "no Vault store is configured (keyward runs without --vault-addr)".to_owned()
+            },
+        ),
+        (Some(_), Some(_), Some(target), Some(err)) => Verdict::new(
             false,
             reason::VAULT_UNAVAILABLE,
             format!(
-                "Secret {secret_name} is up to date; no Vault store is configured, so spec.vault is not written"
+                "Vault {target}: {err}; the current value stays served and rotation waits for Vault"
             ),
-        )
-    } else {
-        Verdict::new(
+        ),
+        (Some(_), Some(_), Some(target), None) => Verdict::new(
+            true,
+            "Synced",
+            if secret_enabled {
+                format!("Vault {target} and Secret {secret_name} are up to date")
+            } else {
+                format!("Vault {target} is up to date (no Secret: spec.secret.enabled is false)")
+            },
+        ),
+        _ => Verdict::new(
             true,
             "Synced",
             format!("Secret {secret_name} is up to date"),
-        )
+        ),
     };
     // What the pass delivered, against what the last status recorded: a value a crashed
     // or failed pass wrote is announced (and its consumers restarted) by the pass that
@@ -271,10 +464,170 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     if key.status.as_ref() != Some(&status) {
         credential::write_status(&ctx, key.as_ref(), &namespace, &status).await?;
     }
+    if let Some(err) = vault_error {
+        // Recorded above (Synced=False); retried with backoff until Vault answers.
+        return Err(Error::Vault(err));
+    }
+    if matches!(found, Some(Found::Foreign)) {
+        // Nothing watches a Vault path: look again now and then.
+        return Ok(Action::requeue(VAULT_CONFLICT_RETRY));
+    }
     Ok(super::requeue_at(plan.next_due))
 }
 
-/// Makes the Secret match the plan. Returns the fingerprint of the value now served.
+/// How often a key whose Vault path holds someone else's secret looks at it again.
+const VAULT_CONFLICT_RETRY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What a Vault-only key served, as its last status recorded it: the state planned on
+/// while Vault cannot be read, so nothing is issued twice and the status keeps its record.
+fn served_from_status(prior: &ApiKeyStatus) -> SecretState {
+    match (
+        prior.state,
+        prior.version,
+        prior.fingerprint.as_ref(),
+        prior.issued_at,
+        prior.last_rotated_at,
+    ) {
+        (
+            Some(CredentialState::Active),
+            Some(version),
+            Some(fingerprint),
+            Some(issued),
+            Some(rotated),
+        ) => SecretState::Ours(Served {
+            version,
+            fingerprint: fingerprint.clone(),
+            issued_at: issued.0,
+            rotated_at: rotated.0,
+            previous_valid_until: prior.previous_valid_until.map(|t| t.0),
+            rotation_request: prior.last_rotation_request.clone(),
+        }),
+        _ => SecretState::Absent,
+    }
+}
+
+/// The credential a Vault record names.
+struct Holder<'a> {
+    credential: String,
+    uid: &'a str,
+    tenant: &'a str,
+    owner: &'a str,
+}
+
+/// Makes Vault match the plan, before the Secret: a new value is a new KV version (its
+/// record first), the end of an overlap destroys the older versions, and a withdrawal
+/// destroys every version and the metadata. A path this credential did not write is never
+/// touched.
+#[allow(clippy::too_many_arguments)]
+async fn apply_vault(
+    vault: &Vault,
+    target: &Target,
+    holder: &Holder<'_>,
+    plan: &KeyPlan,
+    found: &Found,
+    current: Option<&Value>,
+    data_key: &str,
+    now: DateTime<Utc>,
+) -> std::result::Result<(), VaultError> {
+    let (mount, path) = (target.mount.as_str(), target.path.as_str());
+    match (&plan.action, found) {
+        (_, Found::Foreign) => Ok(()),
+        (KeyAction::Withdraw, Found::Stored { .. } | Found::Unwritten { .. }) => {
+            vault.destroy_all(mount, path).await
+        }
+        (KeyAction::Withdraw, Found::Absent { .. }) => Ok(()),
+        (KeyAction::Issue { .. } | KeyAction::Rotate { .. }, _) => {
+            let (Some(served), Some(current)) = (plan.served.as_ref(), current) else {
+                return Ok(());
+            };
+            let current_kv = match found {
+                Found::Stored { record, .. } => record.kv_version,
+                Found::Unwritten { current_kv, .. } | Found::Absent { current_kv } => *current_kv,
+                Found::Foreign => return Ok(()),
+            };
+            let mut served = served.clone();
+            served.fingerprint = current.fingerprint().to_string();
+            let record = Record {
+                credential: holder.credential.clone(),
+                credential_uid: holder.uid.to_owned(),
+                tenant: holder.tenant.to_owned(),
+                owner: holder.owner.to_owned(),
+                served,
+                kv_version: current_kv.saturating_add(1),
+                // Older versions are destroyed once no overlap serves them.
+                previous_kv_version: (current_kv > 0).then_some(current_kv),
+            };
+            vault.write(mount, path, &record, data_key, current).await?;
+            clean_older(vault, target, &record, now).await
+        }
+        (_, Found::Stored { record, .. }) => {
+            if record.owner != holder.owner || record.tenant != holder.tenant {
+                let mut updated = record.clone();
+                updated.owner = holder.owner.to_owned();
+                updated.tenant = holder.tenant.to_owned();
+                vault.write_record(mount, path, &updated).await?;
+                return clean_older(vault, target, &updated, now).await;
+            }
+            clean_older(vault, target, record, now).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Destroys the versions older than the record's once its overlap is over, and records
+/// that they are gone (so a pass that died in between does it again).
+async fn clean_older(
+    vault: &Vault,
+    target: &Target,
+    record: &Record,
+    now: DateTime<Utc>,
+) -> std::result::Result<(), VaultError> {
+    let overlap_open = record.served.previous_valid_until.is_some_and(|u| u > now);
+    if record.previous_kv_version.is_none() || overlap_open {
+        return Ok(());
+    }
+    let destroyed = vault
+        .destroy_older(&target.mount, &target.path, record.kv_version)
+        .await?;
+    let mut clean = record.clone();
+    clean.previous_kv_version = None;
+    clean.served.previous_valid_until = None;
+    vault
+        .write_record(&target.mount, &target.path, &clean)
+        .await?;
+    tracing::info!(vault_path = %target, kv_version = record.kv_version, destroyed = ?destroyed, "older Vault versions destroyed");
+    Ok(())
+}
+
+/// The previous value to serve beside the current one in the Secret during an overlap.
+async fn previous_value(
+    vault: Option<(&Vault, &Target)>,
+    found: Option<&Found>,
+    observed: &Observed,
+    data_key: &str,
+) -> Option<Value> {
+    let (Some((vault, target)), Some(Found::Stored { record, .. })) = (vault, found) else {
+        return observed.previous.clone();
+    };
+    match &observed.state {
+        SecretState::Ours(s) if s.version == record.served.version => observed.previous.clone(),
+        // The Secret lags one rotation behind Vault (a pass died between the two).
+        SecretState::Ours(s) if s.version.saturating_add(1) == record.served.version => {
+            observed.current.clone()
+        }
+        _ => match record.previous_kv_version {
+            Some(kv) => vault
+                .read_version(&target.mount, &target.path, kv, data_key)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        },
+    }
+}
+
+/// Makes the Secret match the plan, serving `current` (and `previous` during an overlap).
+/// Returns the fingerprint of the value now served.
 #[allow(clippy::too_many_arguments)]
 async fn apply_secret(
     key: &ApiKey,
@@ -286,6 +639,8 @@ async fn apply_secret(
     existing: Option<&Secret>,
     observed: &Observed,
     plan: &mut KeyPlan,
+    current: Option<&Value>,
+    previous: Option<&Value>,
 ) -> Result<Option<String>> {
     if plan.action == KeyAction::Withdraw {
         if let Some(existing) = existing.filter(|e| secrets::is_controlled_by(&e.metadata, uid)) {
@@ -297,25 +652,8 @@ async fn apply_secret(
         // Never touched.
         return Ok(None);
     }
-    let Some(served) = plan.served.as_mut() else {
+    let (Some(served), Some(current)) = (plan.served.as_mut(), current) else {
         return Ok(None);
-    };
-    let (current, previous): (Value, Option<Value>) = match &plan.action {
-        KeyAction::Issue { .. } => (generate(key.spec.generator.as_ref())?, None),
-        KeyAction::Rotate {
-            previous_valid_until,
-            ..
-        } => (
-            generate(key.spec.generator.as_ref())?,
-            previous_valid_until.and(observed.current.clone()),
-        ),
-        _ => match &observed.current {
-            Some(current) => (
-                current.clone(),
-                served.previous_valid_until.and(observed.previous.clone()),
-            ),
-            None => return Ok(None),
-        },
     };
     served.fingerprint = current.fingerprint().to_string();
     let tenant = plan.lifecycle.tenant.clone().unwrap_or_default();
@@ -337,8 +675,8 @@ async fn apply_secret(
         expires_at: plan.lifecycle.expiry.as_ref().map(|d| d.at),
         key: data_key,
         served,
-        current: &current,
-        previous: previous.as_ref(),
+        current,
+        previous: served.previous_valid_until.and(previous),
     });
     // `existing` is ours here (a foreign one returned above), or absent: a create.
     if existing.is_none_or(|e| secrets::differs(e, &desired)) {

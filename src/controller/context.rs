@@ -70,6 +70,8 @@ pub struct Context {
     pub unreachable: Arc<tokio::sync::Notify>,
     /// The controller's write floor (`--min-rotation-interval`).
     pub min_rotation_interval: chrono::Duration,
+    /// The Vault store of ApiKey values, when `--vault-addr` is given.
+    pub vault: Option<Arc<crate::store::vault::Vault>>,
 }
 
 /// The tenancy index behind a lock: readers take a cheap snapshot (`Arc`); the fan-out
@@ -115,6 +117,7 @@ impl Context {
             backoff: Arc::default(),
             unreachable: Arc::default(),
             min_rotation_interval,
+            vault: None,
         }
     }
 

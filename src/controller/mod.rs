@@ -14,6 +14,7 @@ pub mod owned;
 pub mod sa_credential;
 pub mod status;
 pub mod tenant;
+pub mod vault;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -59,6 +60,8 @@ pub struct Options {
     pub min_rotation_interval: chrono::Duration,
     /// Reconciles each controller runs at once (`--concurrency`).
     pub concurrency: u16,
+    /// The Vault store of ApiKey values (`--vault-addr` and the other `--vault-*` flags).
+    pub vault: Option<crate::store::vault::VaultConfig>,
 }
 
 /// Default of `--concurrency`.
@@ -443,7 +446,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         owned::Owned::<Secret>::watch(scoped(&client, namespace), labels::MANAGED_SELECTOR);
     let (owned_accounts, account_changes) =
         owned::Owned::<ServiceAccount>::watch(scoped(&client, namespace), labels::MANAGED_SELECTOR);
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         metrics.clone(),
         tenants.clone(),
@@ -453,7 +456,17 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         (owned_secrets.clone(), owned_accounts.clone()),
         options.namespace.clone(),
         options.min_rotation_interval,
-    ));
+    );
+    if let Some(config) = options.vault.clone() {
+        tracing::info!(
+            addr = config.addr,
+            prefix = config.prefix,
+            role = config.role,
+            "Vault store configured"
+        );
+        ctx.vault = Some(Arc::new(crate::store::vault::Vault::new(config)?));
+    }
+    let ctx = Arc::new(ctx);
 
     let mut parts = Supervisor {
         tasks: JoinSet::new(),

@@ -24,6 +24,8 @@ pub mod reason {
     pub const INVALID_PARENT: &str = "InvalidParent";
     pub const SECRET_CONFLICT: &str = "SecretConflict";
     pub const VAULT_UNAVAILABLE: &str = "VaultUnavailable";
+    /// `spec.vault` names a mount or path outside the tenant's prefix.
+    pub const INVALID_VAULT_PATH: &str = "InvalidVaultPath";
     /// A spec (the credential's own, or its tenant's) that admission let through and the
     /// controller cannot use.
     pub const INVALID_SPEC: &str = "InvalidSpec";

@@ -5,6 +5,7 @@
 pub mod fault;
 pub mod metrics;
 pub mod operator;
+pub mod vault;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
