@@ -71,5 +71,5 @@ install-crds: cluster-up ## Install the CRDs into the local plane and wait until
 	$(KUBECTL) wait --for condition=Established --timeout 60s -f crds/keyward.yaml
 
 .PHONY: demo
-demo: build install-crds ## Bring up the plane, install the CRDs, apply examples/ and show them
+demo: build install-crds vault-up ## Bring up the plane, install the CRDs, apply examples/ and show them
 	hack/demo.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: runs the operator against the local plane (already up, CRDs installed),
-# applies examples/ and shows, within a minute, keys being issued, one rotating every 30 s
+# `make demo`: runs the operator against the local plane (already up, CRDs installed) and
+# the local Vault server (already up), applies examples/ and shows, within a minute, keys
+# being issued (one kept in Vault only), one rotating every 30 s
 # with a 10 s overlap, a trial key expiring 45 s after issue, and the findings report. The operator is stopped
 # when the demo ends; its log and audit trail stay in .cluster/.
 set -euo pipefail
@@ -9,14 +10,13 @@ cd "$(dirname "$0")/.."
 kubectl() { .cluster/bin/kubectl --kubeconfig .cluster/kubeconfig "$@"; }
 section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-# A fresh start: objects left by an earlier demo would carry their old versions and times.
-for ns in acme-prod acme-dev initech-trial; do
-  kubectl delete --ignore-not-found -n "$ns" apikeys,serviceaccountcredentials,partnerintegrations --all >/dev/null 2>&1 || true
-done
-kubectl delete --ignore-not-found tenants.keyward.io acme acme-holdings initech >/dev/null 2>&1 || true
+# The local Vault server (hack/vault.sh up, run by `make demo`); development token auth.
+eval "$(hack/vault.sh env)"
+vault() { "$KEYWARD_VAULT_BIN" "$@"; }
 
 section "starting keyward run (log: .cluster/keyward.log, audit trail: .cluster/keyward-audit.jsonl)"
 KUBECONFIG=.cluster/kubeconfig ./target/debug/keyward run --metrics-addr 127.0.0.1:18080 --log-format text --min-rotation-interval 10s \
+  --vault-addr "$VAULT_ADDR" \
   >.cluster/keyward-audit.jsonl 2>.cluster/keyward.log &
 operator=$!
 trap 'kill "$operator" 2>/dev/null; wait "$operator" 2>/dev/null || true' EXIT
@@ -24,6 +24,13 @@ for _ in $(seq 100); do
   curl -fs http://127.0.0.1:18080/readyz >/dev/null 2>&1 && break
   sleep 0.1
 done
+
+# A fresh start: objects left by an earlier demo would carry their old versions and times.
+# The operator runs first: a key kept in Vault is deleted only once its values are destroyed.
+for ns in acme-prod acme-dev initech-trial; do
+  kubectl delete --ignore-not-found --timeout=60s -n "$ns" apikeys,serviceaccountcredentials,partnerintegrations --all >/dev/null 2>&1 || true
+done
+kubectl delete --ignore-not-found tenants.keyward.io acme acme-holdings initech >/dev/null 2>&1 || true
 
 section "applying examples/"
 kubectl apply --server-side --field-manager keyward-demo -f examples/00-namespaces.yaml
@@ -43,6 +50,10 @@ done
 section "the Secret of demo-rotating (values are never printed by keyward; here only the keys and annotations)"
 kubectl get secret demo-rotating -n acme-dev \
   -o go-template='{{range $k, $v := .data}}data: {{$k}}{{"\n"}}{{end}}{{range $k, $v := .metadata.annotations}}{{$k}}: {{$v}}{{"\n"}}{{end}}'
+
+section "reporting-vault-key lives in Vault only: no Secret; keyward's record in the path's custom_metadata (vault kv metadata get)"
+kubectl get secret reporting-vault-key -n acme-prod 2>&1 | sed 's/^/  kubectl: /' || true
+vault kv metadata get -mount=secret keyward/acme/partners/reporting | grep -E '^(current_version|custom_metadata)' | sort -u
 
 section "why trial-key expired: kubectl get apikey trial-key -n initech-trial"
 kubectl get apikey trial-key -n initech-trial \

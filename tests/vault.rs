@@ -103,6 +103,7 @@ impl World {
     }
 
     async fn cleanup(self) {
+        support::vault::delete_keys(&self.env.client, &self.env.ns).await;
         drop(self.op);
         let tenants: Api<keyward::api::Tenant> = Api::all(self.env.client.clone());
         let _ = tenants.delete(&self.tenant, &DeleteParams::default()).await;
@@ -429,6 +430,7 @@ async fn the_operator_logs_in_with_its_service_account_and_renews_its_token() {
         !logs.contains(token.trim()),
         "the ServiceAccount token never reaches a log"
     );
+    support::vault::delete_keys(&env.client, &env.ns).await;
     drop(op);
     let tenants: Api<keyward::api::Tenant> = Api::all(env.client.clone());
     let _ = tenants.delete(&tenant, &DeleteParams::default()).await;

@@ -162,6 +162,7 @@ async fn while_vault_is_away_the_value_stays_served_and_a_rotation_happens_once_
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    support::vault::delete_keys(&env.client, &env.ns).await;
     drop(op);
     let tenants: Api<keyward::api::Tenant> = Api::all(env.client.clone());
     let _ = tenants.delete(&tenant, &DeleteParams::default()).await;

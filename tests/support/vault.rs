@@ -101,3 +101,23 @@ pub fn control(command: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Deletes every ApiKey of `namespace` and waits until they are gone: run while the
+/// operator still runs, since a key kept in Vault holds the finalizer `keyward.io/vault`
+/// until its values are destroyed (and would hold its namespace in Terminating).
+pub async fn delete_keys(client: &kube::Client, namespace: &str) {
+    use kube::api::{Api, DeleteParams, ListParams};
+    let keys: Api<keyward::api::ApiKey> = Api::namespaced(client.clone(), namespace);
+    let _ = keys
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while keys
+        .list(&ListParams::default())
+        .await
+        .is_ok_and(|l| !l.items.is_empty())
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
