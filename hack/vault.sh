@@ -91,7 +91,10 @@ HCL
   for ((i = 0; i < TIMEOUT * 10; i++)); do
     code=$(health)
     [[ $code == 200 || $code == 501 || $code == 503 ]] && return 0
-    pid_of >/dev/null || { tail -n 20 "$DIR/vault.log" >&2; die "vault exited while starting"; }
+    # The PID file is written just before the exec: alive is enough here (pid_of also
+    # checks the command line, which is still the wrapper's for a moment).
+    [[ -s $DIR/vault.pid ]] && ! kill -0 "$(<"$DIR/vault.pid")" 2>/dev/null \
+      && { tail -n 20 "$DIR/vault.log" >&2; die "vault exited while starting"; }
     sleep 0.1
   done
   die "vault did not listen on $ADDR within ${TIMEOUT}s; see $DIR/vault.log"
