@@ -32,12 +32,6 @@ impl From<kube::Error> for Error {
 }
 
 impl Error {
-    /// A create that found an object of that name (one the watch of keyward's own objects
-    /// does not hold): not a failure to report, the next pass reads the name and decides.
-    pub fn is_already_exists(&self) -> bool {
-        matches!(self, Self::Kube(err) if crate::controller::owned::is_already_exists(err))
-    }
-
     /// A short label for `keyward_reconcile_errors_total{reason}`.
     pub fn metric_label(&self) -> &'static str {
         match self {

@@ -421,56 +421,6 @@ async fn tenant_named(env: &TestEnv) -> String {
     support::create_tenant(env, json!({})).await
 }
 
-/// An issue costs its three writes (the Secret's create, the `Issued` Event the contract's
-/// audit trail requires, the status) and no read: the operator's watch of the Secrets it
-/// owns has listed, so a name it does not hold is created without a GET first (a create
-/// that finds one is the only case that reads). Counted from the operator's request log,
-/// by the object whose reconcile sent them (the tenant's recount is the Tenant's own).
-#[tokio::test]
-async fn an_issue_costs_three_requests_and_no_read() {
-    let env = TestEnv::new("issue-cost").await;
-    let tenant = tenant(&env, json!({})).await;
-    let op = Operator::start(&env.ns).await;
-    let keys: Api<ApiKey> = Api::namespaced(env.client.clone(), &env.ns);
-    for name in ["a", "b", "c"] {
-        key(&env, name, json!({"tenant": tenant, "owner": "alice"})).await;
-        wait_for(&keys, name, "issued", T, |k: &ApiKey| {
-            k.status.as_ref().and_then(|s| s.version) == Some(1)
-        })
-        .await;
-    }
-    fault::settled_requests(&op, Duration::from_secs(2), T).await;
-    let logs = op.logs();
-    for name in ["a", "b", "c"] {
-        let object = format!(
-            "\"object.ref\":\"ApiKey.v1alpha1.keyward.io/{name}.{}\"",
-            env.ns
-        );
-        let sent: Vec<(String, String)> = logs
-            .lines()
-            .filter(|l| l.contains(" sent\"") && l.contains(&object))
-            .filter_map(|l| {
-                let line: serde_json::Value = serde_json::from_str(l).ok()?;
-                let path = line["path"].as_str()?;
-                let resource = path
-                    .rsplit('/')
-                    .nth(usize::from(path.ends_with("/status")))?;
-                Some((line["method"].as_str()?.to_owned(), resource.to_owned()))
-            })
-            .collect();
-        let expected: Vec<(String, String)> =
-            [("POST", "secrets"), ("POST", "events"), ("PATCH", name)]
-                .iter()
-                .map(|(m, r)| ((*m).to_owned(), (*r).to_owned()))
-                .collect();
-        assert_eq!(
-            sent, expected,
-            "issue of {name}: the Secret, its Event, its status, and nothing else"
-        );
-    }
-    cleanup(env, &tenant).await;
-}
-
 /// A rotation costs its three writes (the Secret, the Event, the status): the Secret's
 /// state comes from the operator's own watch, and the passes its own writes wake (the
 /// Secret's and the status's watch events) send nothing.

@@ -333,10 +333,6 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     );
     let fingerprint = match applied {
         Ok(fingerprint) => fingerprint,
-        Err(err) if err.is_already_exists() => {
-            // The name is taken by an object the watch does not hold: read it now.
-            return Ok(Action::requeue(std::time::Duration::ZERO));
-        }
         Err(err) => {
             let rotating = matches!(plan.action, KeyAction::Rotate { .. });
             let synced = match &err {

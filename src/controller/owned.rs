@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -50,9 +50,6 @@ struct Book<K: Resource<DynamicType = ()> + 'static> {
     pending: HashMap<ObjectRef<K>, Written<K>>,
     /// The objects each credential (by uid) controls, as the watch shows them.
     by_owner: HashMap<String, HashSet<ObjectRef<K>>>,
-    /// Names the watch does not hold that exist all the same (a create found one: an
-    /// object keyward does not control). They are read, not presumed absent.
-    unsure: HashSet<ObjectRef<K>>,
 }
 
 /// The objects of one kind keyward controls.
@@ -103,7 +100,6 @@ where
             book: Arc::new(Mutex::new(Book {
                 pending: HashMap::new(),
                 by_owner: HashMap::new(),
-                unsure: HashSet::new(),
             })),
         };
         let config = super::fresh_lists().labels(selector);
@@ -132,35 +128,12 @@ where
 
     /// The object `name` in `api`'s namespace as it is now: from the watch when it has
     /// shown this process's last write of it, else what that write returned (or nothing,
-    /// after a delete). A name the listed watch does not hold is presumed absent, so an
-    /// issue costs no read: the create that follows fails (409) if an object keyward does
-    /// not control holds the name, and from then on that name is read from the API server
-    /// until it is gone.
+    /// after a delete), and read from the API server only when this process has written
+    /// nothing and the watch does not hold it (absent, or not keyward's).
     pub async fn get(&self, api: &Api<K>, namespace: &str, name: &str) -> kube::Result<Option<K>> {
         let reference = ObjectRef::new(name).within(namespace);
         let cached = self.store.get(&reference);
-        let (pending, unsure) = {
-            let book = lock(&self.book);
-            (
-                book.pending.get(&reference).cloned(),
-                book.unsure.contains(&reference),
-            )
-        };
-        let listed = self
-            .store
-            .wait_until_ready()
-            .now_or_never()
-            .is_some_and(|r| r.is_ok());
-        if pending.is_none() && cached.is_none() {
-            if listed && !unsure {
-                return Ok(None);
-            }
-            let read = api.get_opt(name).await?;
-            if read.is_none() {
-                lock(&self.book).unsure.remove(&reference);
-            }
-            return Ok(read);
-        }
+        let pending = lock(&self.book).pending.get(&reference).cloned();
         match (pending, cached) {
             (None, Some(object)) => Ok(Some(object.as_ref().clone())),
             (Some(Written::Version(v, _)), Some(object))
@@ -170,8 +143,7 @@ where
             }
             (Some(Written::Version(_, written)), _) => Ok(Some(written.as_ref().clone())),
             (Some(Written::Gone), _) => Ok(None),
-            // Answered above.
-            (None, None) => Ok(None),
+            (None, None) => api.get_opt(name).await,
         }
     }
 
@@ -239,34 +211,10 @@ where
 {
     /// Creates or replaces (see [`objects::write`]) and remembers the result.
     pub async fn write(&self, api: &Api<K>, existing: Option<&K>, desired: K) -> kube::Result<K> {
-        let reference = desired
-            .meta()
-            .name
-            .as_deref()
-            .zip(desired.meta().namespace.as_deref())
-            .map(|(name, namespace)| ObjectRef::new(name).within(namespace));
-        let creating = existing.is_none();
-        match objects::write(api, existing, desired).await {
-            Ok(written) => {
-                self.wrote(&written);
-                Ok(written)
-            }
-            Err(err) => {
-                if creating
-                    && is_already_exists(&err)
-                    && let Some(reference) = reference
-                {
-                    lock(&self.book).unsure.insert(reference);
-                }
-                Err(err)
-            }
-        }
+        let written = objects::write(api, existing, desired).await?;
+        self.wrote(&written);
+        Ok(written)
     }
-}
-
-/// Whether a create failed because an object of that name exists.
-pub fn is_already_exists(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
 }
 
 /// What the watch last showed of an object: its resourceVersion and its controller.
@@ -446,7 +394,6 @@ mod tests {
         Book {
             pending: HashMap::new(),
             by_owner: HashMap::new(),
-            unsure: HashSet::new(),
         }
     }
 

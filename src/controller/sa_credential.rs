@@ -250,10 +250,6 @@ pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) ->
     let wrote = !matches!(plan.action, SacAction::Keep);
     let served = match applied {
         Ok(served) => served,
-        Err(err) if err.is_already_exists() => {
-            // The name is taken by an object the watch does not hold: read it now.
-            return Ok(Action::requeue(std::time::Duration::ZERO));
-        }
         Err(err) => {
             // A token was being replaced: a refresh or a rotation failed.
             let rotating =
