@@ -113,6 +113,12 @@ struct KubeRequestLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct VaultRequestLabels {
+    operation: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReconcileErrorLabels {
     controller: String,
     reason: String,
@@ -137,6 +143,7 @@ pub struct Metrics {
     reconcile_duration: HistogramFamily<ControllerLabels>,
     reconcile_errors: Family<ReconcileErrorLabels, Counter>,
     kube_requests: Family<KubeRequestLabels, Counter>,
+    vault_requests: Family<VaultRequestLabels, Counter>,
     /// Last view of every credential; also serialises all credential-gauge updates so a
     /// decrement-to-zero check and the following removal cannot interleave with another update.
     observed: Mutex<HashMap<CredentialKey, CredentialSnapshot>>,
@@ -216,6 +223,12 @@ impl Metrics {
             "Requests sent to the Kubernetes API by HTTP method (a quiet cluster costs none)",
             kube_requests.clone(),
         );
+        let vault_requests = Family::<VaultRequestLabels, Counter>::default();
+        registry.register(
+            "vault_requests",
+            "Requests sent to Vault by operation (read, read_metadata, write_metadata, write, destroy, delete_metadata, login, renew) and result (ok: answered, 404 included; error)",
+            vault_requests.clone(),
+        );
 
         Self {
             registry,
@@ -228,6 +241,7 @@ impl Metrics {
             reconcile_duration,
             reconcile_errors,
             kube_requests,
+            vault_requests,
             observed: Mutex::new(HashMap::new()),
             finding_labels: Mutex::new(HashSet::new()),
         }
@@ -309,6 +323,16 @@ impl Metrics {
         self.kube_requests
             .get_or_create(&KubeRequestLabels {
                 method: method.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one request to Vault.
+    pub fn vault_request(&self, operation: &str, ok: bool) {
+        self.vault_requests
+            .get_or_create(&VaultRequestLabels {
+                operation: operation.to_owned(),
+                result: if ok { "ok" } else { "error" }.to_owned(),
             })
             .inc();
     }

@@ -186,6 +186,42 @@ async fn each_value_is_a_kv_version_with_its_record_and_older_versions_go_when_t
     w.cleanup().await;
 }
 
+/// A rotation costs Vault its writes (the record, the value, and with no overlap the
+/// older version's destruction and the record saying so) after one read, and the pass its
+/// own status write wakes reads nothing: it knows what its predecessor left there.
+#[tokio::test]
+async fn a_rotation_reads_vault_once_and_the_pass_its_status_write_wakes_not_at_all() {
+    let w = world("vault-cost", &[]).await;
+    w.key(
+        "k",
+        json!({"vault": {"path": "k"}, "rotation": {"every": "24h"}}),
+    )
+    .await;
+    w.wait_version("k", 1).await;
+    for round in 0..2 {
+        support::fault::settled_requests(&w.op, Duration::from_secs(2), T).await;
+        let before = support::vault::requests(&w.op).await;
+        w.rotate("k", &format!("cost-{round}")).await;
+        w.wait_version("k", 2 + round).await;
+        support::fault::settled_requests(&w.op, Duration::from_secs(2), T).await;
+        let after = support::vault::requests(&w.op).await;
+        let spent: std::collections::BTreeMap<&str, f64> = after
+            .iter()
+            .map(|(o, v)| (o.as_str(), v - before.get(o).copied().unwrap_or_default()))
+            .filter(|(_, v)| *v > 0.0)
+            .collect();
+        let expected = std::collections::BTreeMap::from([
+            ("destroy", 1.0),
+            ("read", 1.0),
+            ("read_metadata", 1.0),
+            ("write", 1.0),
+            ("write_metadata", 2.0),
+        ]);
+        assert_eq!(spent, expected, "rotation {round}: Vault requests");
+    }
+    w.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_vault_only_key_serves_no_secret_and_expiry_revocation_and_deletion_destroy_it() {
     let w = world("vault-only", &[]).await;

@@ -17,7 +17,6 @@ use super::context::{Context, RESTART_FIELD_MANAGER};
 use super::credential::{self, Deed, Facts, state_changed, ts};
 use super::owned::Owned;
 use super::status::now;
-use super::vault::Target;
 use crate::api::{ApiKey, ApiKeyStatus, ConsumerKind, CredentialState, Timestamp, labels};
 use crate::audit::AuditAction;
 use crate::error::{Error, Result};
@@ -33,7 +32,7 @@ use crate::policy::vault::DEFAULT_PREFIX;
 use crate::policy::{format_duration, format_time};
 use crate::store::kubernetes::{self as secrets, Desired, Observed};
 use crate::store::value::{Value, generate};
-use crate::store::vault::{Found, Record, Vault, VaultError};
+use crate::store::vault::Found;
 
 pub const KIND: &str = "ApiKey";
 const DEFAULT_KEY: &str = "api-key";
@@ -154,7 +153,12 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
 
     // What Vault holds: read when a value may be there, or is to be written. The finalizer
     // that destroys it on deletion goes on before the first write.
-    let vault = ctx.vault.as_deref().zip(target.as_ref());
+    // A key whose tenant was never resolved has no prefix, and never wrote to Vault.
+    let vault = ctx
+        .vault
+        .as_deref()
+        .zip(target.as_ref())
+        .filter(|_| !path_tenant.is_empty());
     let mut found = None;
     let mut vault_error = None;
     if let Some((store, target)) = vault {
@@ -163,12 +167,17 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
             super::vault::add_finalizer(&ctx, &key).await?;
         }
         if lifecycle.is_active() || has_finalizer {
-            match store
-                .read(&target.mount, &target.path, &uid, &data_key)
-                .await
-            {
-                Ok(f) => found = Some(f),
-                Err(err) => vault_error = Some(err),
+            // The pass woken by this process's own status write knows what the pass before
+            // it left in Vault.
+            found = store.recall(&uid, key.resource_version().as_deref());
+            if found.is_none() {
+                match store
+                    .read(&target.mount, &target.path, &uid, &data_key)
+                    .await
+                {
+                    Ok(f) => found = Some(f),
+                    Err(err) => vault_error = Some(err),
+                }
             }
         }
     }
@@ -242,6 +251,8 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
         Some(_) => None,
         None => observed.current.clone(),
     };
+    // What Vault holds once this pass is done (for the pass its status write wakes).
+    let mut vault_after = None;
     let applied = async {
         if prior.observed_generation != key.metadata.generation {
             ctx.secrets
@@ -264,7 +275,7 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
                     .as_ref()
                     .is_some_and(|s| s.previous_valid_until.is_some());
                 let previous = if overlap_open && secret_enabled {
-                    previous_value(vault, found.as_ref(), &observed, &data_key).await
+                    super::vault::previous_value(vault, found.as_ref(), &observed, &data_key).await
                 } else {
                     None
                 };
@@ -274,24 +285,26 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
         if let (Some((store, target)), Some(found)) = (vault, found.as_ref()) {
             let tenant = plan.lifecycle.tenant.clone().unwrap_or_default();
             let owner = plan.lifecycle.owner.clone().unwrap_or_default();
-            let this = Holder {
+            let this = super::vault::Holder {
                 credential: format!("{namespace}/{}", key.name_any()),
                 uid: &uid,
                 tenant: &tenant,
                 owner: &owner,
             };
-            apply_vault(
-                store,
-                target,
-                &this,
-                &plan,
-                found,
-                current.as_ref(),
-                &data_key,
-                now,
-            )
-            .await
-            .map_err(Error::Vault)?;
+            vault_after = Some(
+                super::vault::apply(
+                    store,
+                    target,
+                    &this,
+                    &plan,
+                    found,
+                    current.as_ref(),
+                    &data_key,
+                    now,
+                )
+                .await
+                .map_err(Error::Vault)?,
+            );
         }
         if secret_enabled {
             apply_secret(
@@ -463,6 +476,13 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     }
     if key.status.as_ref() != Some(&status) {
         credential::write_status(&ctx, key.as_ref(), &namespace, &status).await?;
+        if let (Some(store), Some(after), Some(written)) = (
+            ctx.vault.as_deref(),
+            vault_after,
+            credential::written_version(&ctx, &uid),
+        ) {
+            store.remember(&uid, written, after);
+        }
     }
     if let Some(err) = vault_error {
         // Recorded above (Synced=False); retried with backoff until Vault answers.
@@ -503,126 +523,6 @@ fn served_from_status(prior: &ApiKeyStatus) -> SecretState {
             rotation_request: prior.last_rotation_request.clone(),
         }),
         _ => SecretState::Absent,
-    }
-}
-
-/// The credential a Vault record names.
-struct Holder<'a> {
-    credential: String,
-    uid: &'a str,
-    tenant: &'a str,
-    owner: &'a str,
-}
-
-/// Makes Vault match the plan, before the Secret: a new value is a new KV version (its
-/// record first), the end of an overlap destroys the older versions, and a withdrawal
-/// destroys every version and the metadata. A path this credential did not write is never
-/// touched.
-#[allow(clippy::too_many_arguments)]
-async fn apply_vault(
-    vault: &Vault,
-    target: &Target,
-    holder: &Holder<'_>,
-    plan: &KeyPlan,
-    found: &Found,
-    current: Option<&Value>,
-    data_key: &str,
-    now: DateTime<Utc>,
-) -> std::result::Result<(), VaultError> {
-    let (mount, path) = (target.mount.as_str(), target.path.as_str());
-    match (&plan.action, found) {
-        (_, Found::Foreign) => Ok(()),
-        (KeyAction::Withdraw, Found::Stored { .. } | Found::Unwritten { .. }) => {
-            vault.destroy_all(mount, path).await
-        }
-        (KeyAction::Withdraw, Found::Absent { .. }) => Ok(()),
-        (KeyAction::Issue { .. } | KeyAction::Rotate { .. }, _) => {
-            let (Some(served), Some(current)) = (plan.served.as_ref(), current) else {
-                return Ok(());
-            };
-            let current_kv = match found {
-                Found::Stored { record, .. } => record.kv_version,
-                Found::Unwritten { current_kv, .. } | Found::Absent { current_kv } => *current_kv,
-                Found::Foreign => return Ok(()),
-            };
-            let mut served = served.clone();
-            served.fingerprint = current.fingerprint().to_string();
-            let record = Record {
-                credential: holder.credential.clone(),
-                credential_uid: holder.uid.to_owned(),
-                tenant: holder.tenant.to_owned(),
-                owner: holder.owner.to_owned(),
-                served,
-                kv_version: current_kv.saturating_add(1),
-                // Older versions are destroyed once no overlap serves them.
-                previous_kv_version: (current_kv > 0).then_some(current_kv),
-            };
-            vault.write(mount, path, &record, data_key, current).await?;
-            clean_older(vault, target, &record, now).await
-        }
-        (_, Found::Stored { record, .. }) => {
-            if record.owner != holder.owner || record.tenant != holder.tenant {
-                let mut updated = record.clone();
-                updated.owner = holder.owner.to_owned();
-                updated.tenant = holder.tenant.to_owned();
-                vault.write_record(mount, path, &updated).await?;
-                return clean_older(vault, target, &updated, now).await;
-            }
-            clean_older(vault, target, record, now).await
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Destroys the versions older than the record's once its overlap is over, and records
-/// that they are gone (so a pass that died in between does it again).
-async fn clean_older(
-    vault: &Vault,
-    target: &Target,
-    record: &Record,
-    now: DateTime<Utc>,
-) -> std::result::Result<(), VaultError> {
-    let overlap_open = record.served.previous_valid_until.is_some_and(|u| u > now);
-    if record.previous_kv_version.is_none() || overlap_open {
-        return Ok(());
-    }
-    let destroyed = vault
-        .destroy_older(&target.mount, &target.path, record.kv_version)
-        .await?;
-    let mut clean = record.clone();
-    clean.previous_kv_version = None;
-    clean.served.previous_valid_until = None;
-    vault
-        .write_record(&target.mount, &target.path, &clean)
-        .await?;
-    tracing::info!(vault_path = %target, kv_version = record.kv_version, destroyed = ?destroyed, "older Vault versions destroyed");
-    Ok(())
-}
-
-/// The previous value to serve beside the current one in the Secret during an overlap.
-async fn previous_value(
-    vault: Option<(&Vault, &Target)>,
-    found: Option<&Found>,
-    observed: &Observed,
-    data_key: &str,
-) -> Option<Value> {
-    let (Some((vault, target)), Some(Found::Stored { record, .. })) = (vault, found) else {
-        return observed.previous.clone();
-    };
-    match &observed.state {
-        SecretState::Ours(s) if s.version == record.served.version => observed.previous.clone(),
-        // The Secret lags one rotation behind Vault (a pass died between the two).
-        SecretState::Ours(s) if s.version.saturating_add(1) == record.served.version => {
-            observed.current.clone()
-        }
-        _ => match record.previous_kv_version {
-            Some(kv) => vault
-                .read_version(&target.mount, &target.path, kv, data_key)
-                .await
-                .ok()
-                .flatten(),
-            None => None,
-        },
     }
 }
 

@@ -243,6 +243,14 @@ pub async fn current<K: Credential>(ctx: &Context, object: Arc<K>) -> Result<Opt
         .map(Arc::new))
 }
 
+/// The resourceVersion of this process's last status write of the credential `uid`, while
+/// its store copy is older.
+pub fn written_version(ctx: &Context, uid: &str) -> Option<String> {
+    lock(&ctx.known_versions)
+        .get(uid)
+        .map(|k| k.version.clone())
+}
+
 /// Remembers that the credential with `uid` exists at `version`, newer than its store copy.
 pub fn known_version(ctx: &Context, uid: String, version: String) {
     lock(&ctx.known_versions).insert(

@@ -464,7 +464,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             role = config.role,
             "Vault store configured"
         );
-        ctx.vault = Some(Arc::new(crate::store::vault::Vault::new(config)?));
+        ctx.vault = Some(Arc::new(crate::store::vault::Vault::new(
+            config,
+            metrics.clone(),
+        )?));
     }
     let ctx = Arc::new(ctx);
 

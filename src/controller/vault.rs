@@ -6,12 +6,17 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use chrono::{DateTime, Utc};
+
 use super::context::Context;
 use crate::api::ApiKey;
 use crate::error::{Error, Result};
+use crate::policy::api_key::{KeyAction, KeyPlan, SecretState};
 use crate::policy::vault::{DEFAULT_MOUNT, mount_problem, resolve};
 use crate::store::kubernetes::FIELD_MANAGER;
-use crate::store::vault::{Found, Vault, VaultError};
+use crate::store::kubernetes::Observed;
+use crate::store::value::Value;
+use crate::store::vault::{Found, Record, Vault, VaultError};
 
 /// The finalizer that holds a deleted ApiKey until its values are destroyed in Vault.
 pub const FINALIZER: &str = "keyward.io/vault";
@@ -125,12 +130,13 @@ pub async fn finalize(ctx: &Context, key: &ApiKey, data_key: &str) -> Result<()>
         )));
     };
     let namespace = key.namespace().unwrap_or_default();
+    let uid = key.uid().unwrap_or_default();
+    vault.forget(&uid);
     let tenant = key
         .status
         .as_ref()
         .and_then(|s| s.tenant.clone())
         .or_else(|| key.spec.tenant.clone());
-    let uid = key.uid().unwrap_or_default();
     if let Some(tenant) = tenant
         && let Some(Ok(target)) = target(key, &vault.config().prefix, &tenant, &namespace)
     {
@@ -156,5 +162,132 @@ pub async fn destroy_if_ours(
             Ok(true)
         }
         Found::Absent { .. } | Found::Foreign => Ok(false),
+    }
+}
+
+/// The credential a Vault record names.
+pub struct Holder<'a> {
+    pub credential: String,
+    pub uid: &'a str,
+    pub tenant: &'a str,
+    pub owner: &'a str,
+}
+
+/// Makes Vault match the plan, before the Secret, and returns what the path holds then: a new value is a new KV version (its
+/// record first), the end of an overlap destroys the older versions, and a withdrawal
+/// destroys every version and the metadata. A path this credential did not write is never
+/// touched.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply(
+    vault: &Vault,
+    target: &Target,
+    holder: &Holder<'_>,
+    plan: &KeyPlan,
+    found: &Found,
+    current: Option<&Value>,
+    data_key: &str,
+    now: DateTime<Utc>,
+) -> Result<Found, VaultError> {
+    let (mount, path) = (target.mount.as_str(), target.path.as_str());
+    match (&plan.action, found) {
+        (KeyAction::Withdraw, Found::Stored { .. } | Found::Unwritten { .. }) => {
+            vault.destroy_all(mount, path).await?;
+            Ok(Found::Absent { current_kv: 0 })
+        }
+        (
+            KeyAction::Issue { .. } | KeyAction::Rotate { .. },
+            Found::Stored { .. } | Found::Unwritten { .. } | Found::Absent { .. },
+        ) => {
+            let (Some(served), Some(current)) = (plan.served.as_ref(), current) else {
+                return Ok(found.clone());
+            };
+            let current_kv = match found {
+                Found::Stored { record, .. } => record.kv_version,
+                Found::Unwritten { current_kv, .. } | Found::Absent { current_kv } => *current_kv,
+                Found::Foreign => return Ok(Found::Foreign),
+            };
+            let mut served = served.clone();
+            served.fingerprint = current.fingerprint().to_string();
+            let record = Record {
+                credential: holder.credential.clone(),
+                credential_uid: holder.uid.to_owned(),
+                tenant: holder.tenant.to_owned(),
+                owner: holder.owner.to_owned(),
+                served,
+                kv_version: current_kv.saturating_add(1),
+                // Older versions are destroyed once no overlap serves them.
+                previous_kv_version: (current_kv > 0).then_some(current_kv),
+            };
+            vault.write(mount, path, &record, data_key, current).await?;
+            Ok(Found::Stored {
+                record: clean_older(vault, target, record, now).await?,
+                value: current.clone(),
+            })
+        }
+        (_, Found::Stored { record, value }) => {
+            let mut record = record.clone();
+            if record.owner != holder.owner || record.tenant != holder.tenant {
+                record.owner = holder.owner.to_owned();
+                record.tenant = holder.tenant.to_owned();
+                vault.write_record(mount, path, &record).await?;
+            }
+            Ok(Found::Stored {
+                record: clean_older(vault, target, record, now).await?,
+                value: value.clone(),
+            })
+        }
+        // Someone else's path, or nothing to do.
+        _ => Ok(found.clone()),
+    }
+}
+
+/// Destroys the versions older than the record's once its overlap is over, and records
+/// that they are gone (so a pass that died in between does it again).
+async fn clean_older(
+    vault: &Vault,
+    target: &Target,
+    mut record: Record,
+    now: DateTime<Utc>,
+) -> Result<Record, VaultError> {
+    let overlap_open = record.served.previous_valid_until.is_some_and(|u| u > now);
+    if record.previous_kv_version.is_none() || overlap_open {
+        return Ok(record);
+    }
+    let destroyed = vault
+        .destroy_older(&target.mount, &target.path, record.kv_version)
+        .await?;
+    record.previous_kv_version = None;
+    record.served.previous_valid_until = None;
+    vault
+        .write_record(&target.mount, &target.path, &record)
+        .await?;
+    tracing::info!(vault_path = %target, kv_version = record.kv_version, destroyed = ?destroyed, "older Vault versions destroyed");
+    Ok(record)
+}
+
+/// The previous value to serve beside the current one in the Secret during an overlap.
+pub async fn previous_value(
+    vault: Option<(&Vault, &Target)>,
+    found: Option<&Found>,
+    observed: &Observed,
+    data_key: &str,
+) -> Option<Value> {
+    let (Some((vault, target)), Some(Found::Stored { record, .. })) = (vault, found) else {
+        return observed.previous.clone();
+    };
+    match &observed.state {
+        SecretState::Ours(s) if s.version == record.served.version => observed.previous.clone(),
+        // The Secret lags one rotation behind Vault (a pass died between the two).
+        SecretState::Ours(s) if s.version.saturating_add(1) == record.served.version => {
+            observed.current.clone()
+        }
+        _ => match record.previous_kv_version {
+            Some(kv) => vault
+                .read_version(&target.mount, &target.path, kv, data_key)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        },
     }
 }

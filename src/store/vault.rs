@@ -24,8 +24,10 @@ use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
 use super::value::Value;
+use crate::metrics::Metrics;
 use crate::policy::api_key::Served;
 use crate::policy::format_time;
+use crate::runtime::lock;
 
 /// Where the controller finds Vault and how it logs in (`--vault-*`).
 #[derive(Clone, Debug)]
@@ -225,28 +227,16 @@ struct Auth {
 pub struct Vault {
     config: VaultConfig,
     auth: tokio::sync::Mutex<Option<Auth>>,
-}
-
-/// Counters of the token's life, for tests and metrics.
-#[derive(Debug, Default)]
-pub struct AuthStats {
-    pub logins: std::sync::atomic::AtomicU64,
-    pub renewals: std::sync::atomic::AtomicU64,
-}
-
-static STATS: AuthStats = AuthStats {
-    logins: std::sync::atomic::AtomicU64::new(0),
-    renewals: std::sync::atomic::AtomicU64::new(0),
-};
-
-/// How often this process logged in to Vault and renewed its token.
-pub fn auth_stats() -> &'static AuthStats {
-    &STATS
+    metrics: Arc<Metrics>,
+    /// What a credential's path holds after this process's last pass over it, with the
+    /// resourceVersion of the status that pass wrote: the pass that status write wakes
+    /// (its echo) uses it instead of reading Vault again. Taken by that pass.
+    echo: std::sync::Mutex<HashMap<String, (String, Found)>>,
 }
 
 impl Vault {
     /// Checks the settings; nothing is sent until a credential needs Vault.
-    pub fn new(config: VaultConfig) -> Result<Self, VaultError> {
+    pub fn new(config: VaultConfig, metrics: Arc<Metrics>) -> Result<Self, VaultError> {
         check_address(&config.addr)?;
         install_crypto_provider();
         if config.role.is_none() && config.token.is_none() {
@@ -261,7 +251,27 @@ impl Vault {
         Ok(Vault {
             config,
             auth: tokio::sync::Mutex::new(None),
+            metrics,
+            echo: std::sync::Mutex::default(),
         })
+    }
+
+    /// Remembers what the path of the credential `uid` holds after a pass whose status
+    /// write returned `status_version`.
+    pub fn remember(&self, uid: &str, status_version: String, found: Found) {
+        lock(&self.echo).insert(uid.to_owned(), (status_version, found));
+    }
+
+    /// What the pass that wrote `status_version` left in Vault, for the pass its status
+    /// write woke; `None` (and forgotten) for any other version.
+    pub fn recall(&self, uid: &str, version: Option<&str>) -> Option<Found> {
+        let (written, found) = lock(&self.echo).remove(uid)?;
+        (Some(written.as_str()) == version).then_some(found)
+    }
+
+    /// Forgets the credential `uid` (deleted).
+    pub fn forget(&self, uid: &str) {
+        lock(&self.echo).remove(uid);
     }
 
     pub fn config(&self) -> &VaultConfig {
@@ -291,12 +301,11 @@ impl Vault {
                 return Ok(a.client.clone());
             }
             if a.renewable && a.expires_at.is_some_and(|t| now < t) {
-                match vaultrs::token::renew_self(a.client.as_ref(), None).await {
+                let renewed = vaultrs::token::renew_self(a.client.as_ref(), None).await;
+                self.metrics.vault_request("renew", renewed.is_ok());
+                match renewed {
                     Ok(info) if info.lease_duration > 0 => {
                         let client = a.client.clone();
-                        STATS
-                            .renewals
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::info!(lease_seconds = info.lease_duration, "Vault token renewed");
                         *auth = Some(leased(client.clone(), info.lease_duration, info.renewable));
                         return Ok(client);
@@ -333,13 +342,11 @@ impl Vault {
                 ))
             })?;
         let anonymous = self.build_client("")?;
-        let info =
+        let login =
             vaultrs::auth::kubernetes::login(&anonymous, &self.config.auth_mount, role, jwt.trim())
-                .await
-                .map_err(|e| VaultError::Login(VaultError::from_client(e).to_string()))?;
-        STATS
-            .logins
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                .await;
+        self.metrics.vault_request("login", login.is_ok());
+        let info = login.map_err(|e| VaultError::Login(VaultError::from_client(e).to_string()))?;
         tracing::info!(
             role,
             mount = self.config.auth_mount,
@@ -350,14 +357,18 @@ impl Vault {
         Ok(leased(client, info.lease_duration, info.renewable))
     }
 
-    /// Runs one request; a denied token is dropped, so the next request logs in again.
-    async fn run<T, F, Fut>(&self, op: F) -> Result<T, VaultError>
+    /// Runs one request (`operation` names it in `keyward_vault_requests_total`); a denied
+    /// token is dropped, so the next request logs in again.
+    async fn run<T, F, Fut>(&self, operation: &str, op: F) -> Result<T, VaultError>
     where
         F: FnOnce(Arc<VaultClient>) -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
         let client = self.client().await?;
         let result = op(client).await.map_err(VaultError::from_client);
+        // A 404 is an answer (nothing there), not a failed request.
+        let answered = matches!(&result, Ok(_) | Err(VaultError::Refused { code: 404, .. }));
+        self.metrics.vault_request(operation, answered);
         if let Err(err) = &result
             && err.is_denied()
             && self.config.role.is_some()
@@ -381,7 +392,9 @@ impl Vault {
             .build()
             .map_err(|e| VaultError::Config(e.to_string()))?;
         let read = self
-            .run(|c| async move { vaultrs::api::exec_with_result(c.as_ref(), endpoint).await })
+            .run("read", |c| async move {
+                vaultrs::api::exec_with_result(c.as_ref(), endpoint).await
+            })
             .await;
         let response = match read {
             Ok(response) => response,
@@ -423,7 +436,9 @@ impl Vault {
         uid: &str,
     ) -> Result<Found, VaultError> {
         let read = self
-            .run(|c| async move { vaultrs::kv2::read_metadata(c.as_ref(), mount, path).await })
+            .run("read_metadata", |c| async move {
+                vaultrs::kv2::read_metadata(c.as_ref(), mount, path).await
+            })
             .await;
         match read {
             Ok(meta) => {
@@ -454,7 +469,7 @@ impl Vault {
         data_key: &str,
     ) -> Result<Option<Value>, VaultError> {
         let read = self
-            .run(|c| async move {
+            .run("read", |c| async move {
                 vaultrs::kv2::read_version::<HashMap<String, serde_json::Value>>(
                     c.as_ref(),
                     mount,
@@ -484,16 +499,10 @@ impl Vault {
         data_key: &str,
         value: &Value,
     ) -> Result<(), VaultError> {
-        let metadata = record.to_metadata();
-        self.run(|c| async move {
-            let mut opts = vaultrs::api::kv2::requests::SetSecretMetadataRequest::builder();
-            opts.custom_metadata(metadata);
-            vaultrs::kv2::set_metadata(c.as_ref(), mount, path, Some(&mut opts)).await
-        })
-        .await?;
+        self.write_record(mount, path, record).await?;
         let data = HashMap::from([(data_key.to_owned(), value.expose().to_owned())]);
         let cas = u32::try_from(record.kv_version.saturating_sub(1)).unwrap_or(u32::MAX);
-        self.run(|c| async move {
+        self.run("write", |c| async move {
             vaultrs::kv2::set_with_options(
                 c.as_ref(),
                 mount,
@@ -515,7 +524,7 @@ impl Vault {
         record: &Record,
     ) -> Result<(), VaultError> {
         let metadata = record.to_metadata();
-        self.run(|c| async move {
+        self.run("write_metadata", |c| async move {
             let mut opts = vaultrs::api::kv2::requests::SetSecretMetadataRequest::builder();
             opts.custom_metadata(metadata);
             vaultrs::kv2::set_metadata(c.as_ref(), mount, path, Some(&mut opts)).await
@@ -531,7 +540,9 @@ impl Vault {
         keep: u64,
     ) -> Result<Vec<u64>, VaultError> {
         let meta = self
-            .run(|c| async move { vaultrs::kv2::read_metadata(c.as_ref(), mount, path).await })
+            .run("read_metadata", |c| async move {
+                vaultrs::kv2::read_metadata(c.as_ref(), mount, path).await
+            })
             .await?;
         let mut older: Vec<u64> = meta
             .versions
@@ -545,7 +556,7 @@ impl Vault {
             return Ok(older);
         }
         let versions = older.clone();
-        self.run(|c| async move {
+        self.run("destroy", |c| async move {
             vaultrs::kv2::destroy_versions(c.as_ref(), mount, path, versions).await
         })
         .await?;
@@ -555,7 +566,9 @@ impl Vault {
     /// Destroys every version and the metadata of `path`.
     pub async fn destroy_all(&self, mount: &str, path: &str) -> Result<(), VaultError> {
         match self
-            .run(|c| async move { vaultrs::kv2::delete_metadata(c.as_ref(), mount, path).await })
+            .run("delete_metadata", |c| async move {
+                vaultrs::kv2::delete_metadata(c.as_ref(), mount, path).await
+            })
             .await
         {
             Ok(()) | Err(VaultError::Refused { code: 404, .. }) => Ok(()),

@@ -121,3 +121,25 @@ pub async fn delete_keys(client: &kube::Client, namespace: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// `keyward_vault_requests_total` by operation (answered and failed together), from the
+/// operator's `/metrics`.
+pub async fn requests(op: &super::operator::Operator) -> std::collections::BTreeMap<String, f64> {
+    let text = op.metrics().await;
+    text.lines()
+        .filter(|l| l.starts_with("keyward_vault_requests_total{"))
+        .filter_map(|l| {
+            let operation = l
+                .split("operation=\"")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .to_owned();
+            let value: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((operation, value))
+        })
+        .fold(std::collections::BTreeMap::new(), |mut acc, (o, v)| {
+            *acc.entry(o).or_default() += v;
+            acc
+        })
+}
