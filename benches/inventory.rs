@@ -12,7 +12,7 @@
 //! `KEYWARD_KUBECONFIG` (default `.cluster/kubeconfig`).
 
 mod common;
-use common::{env_or, kubeconfig, memory};
+use common::{env_or, kubeconfig, memory, operator};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -26,7 +26,6 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 const SYNC_TARGET: Duration = Duration::from_secs(30);
 const RSS_TARGET_KIB: u64 = 96 * 1024;
@@ -174,25 +173,12 @@ async fn measure(
     let bin = std::env::var_os("KEYWARD_BENCH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_keyward")));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
     let started = Instant::now();
-    let mut command = Command::new(&bin);
-    command
-        .args(["run", "--log-format", "json", "--metrics-addr"])
-        .arg(format!("127.0.0.1:{port}"));
+    let (mut command, _) = operator(&bin, "info", Stdio::piped())?;
     if namespaced {
         command.args(["--namespace", &names[0]]);
     }
-    let mut child = command
-        .env("KUBECONFIG", kubeconfig())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
+    let mut child = command.spawn()?;
     let pid = child.id().unwrap_or_default();
     let stderr = child
         .stderr

@@ -35,7 +35,7 @@ use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Config, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// Keys per namespace.
 const PER_NAMESPACE: usize = 1000;
@@ -672,26 +672,12 @@ struct Operator {
 
 impl Operator {
     async fn start() -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-            .args([
-                "run",
-                "--log-format",
-                "json",
-                "--min-rotation-interval",
-                "1s",
-            ])
-            .arg("--metrics-addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("KUBECONFIG", kubeconfig())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
+        let (mut command, port) = common::operator(
+            std::path::Path::new(env!("CARGO_BIN_EXE_keyward")),
+            "info",
+            Stdio::piped(),
+        )?;
+        let mut child = command.args(["--min-rotation-interval", "1s"]).spawn()?;
         let pid = child.id().unwrap_or_default();
         let stderr = child
             .stderr

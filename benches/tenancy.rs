@@ -10,7 +10,7 @@
 //! `KEYWARD_BENCH_KEYS` (keys per namespace, 10), `KEYWARD_KUBECONFIG`.
 
 mod common;
-use common::{create_all, env_or, kubeconfig, settled};
+use common::{create_all, env_or, kubeconfig, operator, settled};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,6 @@ use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, P
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -109,19 +108,12 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .args(["run", "--log-format", "json", "--metrics-addr"])
-        .arg(format!("127.0.0.1:{port}"))
-        .env("KUBECONFIG", kubeconfig())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+    let (mut command, port) = operator(
+        std::path::Path::new(env!("CARGO_BIN_EXE_keyward")),
+        "warn",
+        Stdio::null(),
+    )?;
+    let mut child = command.spawn()?;
     let started = Instant::now();
     let all_keys: Api<ApiKey> = Api::all(client.clone());
     let total = namespaces.len() * per_ns;

@@ -19,6 +19,30 @@ pub fn env_or(name: &str, default: usize) -> usize {
 }
 
 /// `KEYWARD_KUBECONFIG`, or the local plane's admin kubeconfig.
+/// `keyward run` (the binary `bin`) for a bench: cluster-wide, JSON logs filtered by
+/// `log`, metrics on a free loopback port (returned), the local plane's kubeconfig, stdout
+/// discarded, stderr to `stderr`, killed when dropped. The caller adds its own flags.
+pub fn operator(
+    bin: &std::path::Path,
+    log: &str,
+    stderr: std::process::Stdio,
+) -> std::io::Result<(tokio::process::Command, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut command = tokio::process::Command::new(bin);
+    command
+        .args(["run", "--log-format", "json", "--metrics-addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("KUBECONFIG", kubeconfig())
+        .env("RUST_LOG", log)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true);
+    Ok((command, port))
+}
+
 pub fn kubeconfig() -> PathBuf {
     std::env::var_os("KEYWARD_KUBECONFIG")
         .map(PathBuf::from)
