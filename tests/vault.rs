@@ -259,6 +259,15 @@ async fn a_vault_only_key_serves_no_secret_and_expiry_revocation_and_deletion_de
         metadata(&w.path("expiring")).await.is_none()
     })
     .await;
+    // Nothing left in Vault: the finalizer goes, and later passes send Vault nothing.
+    wait_for(
+        &w.keys,
+        "expiring",
+        "no keyward.io/vault finalizer",
+        T,
+        |k: &ApiKey| !k.finalizers().iter().any(|f| f == "keyward.io/vault"),
+    )
+    .await;
 
     // Revocation: the integration of `revoked` is suspended (here: its tenant).
     // Deletion: the finalizer holds the key until its path is destroyed.

@@ -474,15 +474,24 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
         let tenant = plan.lifecycle.tenant.as_deref().unwrap_or_default();
         ctx.metrics.rotation(KIND, tenant, RotationResult::Success);
     }
+    // A key that serves nothing and has nothing left in Vault needs no finalizer, and
+    // without it its later passes (a Tenant change fanning out, say) send Vault nothing.
+    let nothing_left = !plan.lifecycle.is_active()
+        && matches!(vault_after, Some(Found::Absent { .. } | Found::Foreign))
+        && super::vault::has_finalizer(&key);
     if key.status.as_ref() != Some(&status) {
         credential::write_status(&ctx, key.as_ref(), &namespace, &status).await?;
-        if let (Some(store), Some(after), Some(written)) = (
+        if let (Some(store), Some(after), Some(written), false) = (
             ctx.vault.as_deref(),
             vault_after,
             credential::written_version(&ctx, &uid),
+            nothing_left,
         ) {
             store.remember(&uid, written, after);
         }
+    }
+    if nothing_left {
+        super::vault::remove_finalizer(&ctx, &key).await?;
     }
     if let Some(err) = vault_error {
         // Recorded above (Synced=False); retried with backoff until Vault answers.

@@ -81,7 +81,7 @@ pub async fn add_finalizer(ctx: &Context, key: &ApiKey) -> Result<()> {
 }
 
 /// Removes the finalizer, and only it.
-async fn remove_finalizer(ctx: &Context, key: &ApiKey) -> Result<()> {
+pub async fn remove_finalizer(ctx: &Context, key: &ApiKey) -> Result<()> {
     let api: Api<ApiKey> =
         Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
     let list = key.finalizers();

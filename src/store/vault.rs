@@ -244,6 +244,17 @@ impl Vault {
                 "--vault-addr needs --vault-role (Kubernetes auth) or VAULT_TOKEN".to_owned(),
             ));
         }
+        // Each tenant's values live under its own prefix, so the prefix must name the
+        // tenant; and one that cannot hold a path (`..`, `?`) would refuse every key: both
+        // are refused here, once.
+        if !config.prefix.contains("{tenant}") {
+            return Err(VaultError::Config(format!(
+                "--vault-prefix {:?} must contain {{tenant}}, so that no tenant can name another's path",
+                config.prefix
+            )));
+        }
+        crate::policy::vault::resolve(&config.prefix, "tenant", "namespace", "path")
+            .map_err(|e| VaultError::Config(format!("--vault-prefix {:?}: {e}", config.prefix)))?;
         if let Some(ca) = &config.ca_cert {
             std::fs::metadata(ca)
                 .map_err(|e| VaultError::Config(format!("--vault-ca-cert {ca}: {e}")))?;
@@ -659,6 +670,39 @@ mod tests {
         let mut map = record().to_metadata();
         map.remove("credential-uid");
         assert_eq!(Record::from_metadata(&map), None);
+    }
+
+    fn config(prefix: &str) -> VaultConfig {
+        VaultConfig {
+            addr: "http://127.0.0.1:8200".to_owned(),
+            role: None,
+            auth_mount: "kubernetes".to_owned(),
+            prefix: prefix.to_owned(),
+            ca_cert: None,
+            jwt_path: "/nonexistent".to_owned(),
+            token: Some("t".to_owned()),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_prefix_must_name_the_tenant_and_be_a_plain_path() {
+        let metrics = Arc::new(Metrics::new());
+        for good in ["keyward/{tenant}", "teams/{namespace}/{tenant}", "{tenant}"] {
+            assert!(Vault::new(config(good), metrics.clone()).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "keyward",
+            "keyward/../{tenant}",
+            "k?{tenant}",
+            "keyward/{tenant}/a b",
+        ] {
+            assert!(
+                Vault::new(config(bad), metrics.clone()).is_err(),
+                "{bad:?} accepted"
+            );
+        }
     }
 
     #[test]
