@@ -15,8 +15,9 @@ build: ## Build the keyward binary
 	$(CARGO) build --locked --bin keyward
 
 .PHONY: crds
-crds: ## Regenerate crds/ from the Rust types
+crds: ## Regenerate crds/ and the chart's crds/ from the Rust types
 	$(CARGO) run --locked --quiet --bin keyward -- crd > crds/keyward.yaml
+	cp crds/keyward.yaml charts/keyward/crds/keyward.yaml
 
 .PHONY: fmt
 fmt: ## Format the code
@@ -32,7 +33,8 @@ unit: ## Unit tests (no cluster)
 	$(CARGO) test --locked --lib --bins
 
 .PHONY: integration
-integration: ## Integration tests on the running local plane (make cluster-up)
+integration: ## Integration tests on the running local plane (make cluster-up), the operator under the chart's RBAC
+	hack/operator-identity.sh
 	$(CARGO) test --locked --test '*'
 
 .PHONY: test

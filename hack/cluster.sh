@@ -15,7 +15,8 @@
 #                           as its last line the time it was ready again (UNIX s.mmm)
 #
 # Everything lives in <repo>/.cluster/ (git-ignored): PKI, admin kubeconfig,
-# <component>.pid, <component>.log, etcd data. Ports (loopback only):
+# <component>.pid, <component>.log, etcd data, and audit.log (the requests of the
+# ServiceAccounts of keyward-system, see hack/audit-policy.yaml). Ports (loopback only):
 #   KEYWARD_ETCD_PORT (23790), KEYWARD_ETCD_PEER_PORT (23800),
 #   KEYWARD_APISERVER_PORT (16443); the controller-manager serves nothing.
 # KEYWARD_CLUSTER_TIMEOUT (60) bounds the wait for readiness, in seconds.
@@ -155,8 +156,9 @@ stop() { # <name>
 stop_all() {
   local c
   for c in "${COMPONENTS[@]}"; do stop "$c"; done
-  # The next `up` starts from an empty store; PKI and logs stay.
-  rm -rf "$ETCD_DATA"
+  # The next `up` starts from an empty store; PKI and logs stay. The audit log is the
+  # store's: it starts empty with it.
+  rm -rf "$ETCD_DATA" "$DIR"/audit*.log
 }
 
 fail() { # <component whose log explains it> <message>
@@ -288,12 +290,18 @@ start_apiserver() {
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$PKI/sa.pub" \
     --service-account-signing-key-file="$PKI/sa.key" \
+    --audit-policy-file="$HACK_DIR/audit-policy.yaml" \
+    --audit-log-path="$DIR/audit.log" \
+    --audit-log-format=json \
+    --audit-log-maxsize=1024 \
     --profiling=false
 }
 
 start_controller_manager() {
   # Only the controllers a pod-less plane needs (service accounts and their
-  # tokens, namespaces, garbage collection, kube-root-ca.crt). --secure-port=0:
+  # tokens, namespaces, garbage collection, kube-root-ca.crt, and the aggregation of
+  # ClusterRoles into admin/edit/view, which the chart's keyward:edit and keyward:view
+  # rely on). --secure-port=0:
   # no listener at all, and without it there is no delegated authn/authz that
   # would need --authentication-kubeconfig.
   start kube-controller-manager \
@@ -305,7 +313,7 @@ start_controller_manager() {
     --bind-address=127.0.0.1 \
     --secure-port=0 \
     --leader-elect=false \
-    --controllers=serviceaccount-token-controller,serviceaccount-controller,garbage-collector-controller,namespace-controller,root-ca-certificate-publisher-controller,legacy-serviceaccount-token-cleaner-controller \
+    --controllers=serviceaccount-token-controller,serviceaccount-controller,garbage-collector-controller,namespace-controller,root-ca-certificate-publisher-controller,legacy-serviceaccount-token-cleaner-controller,clusterrole-aggregation-controller \
     --profiling=false
 }
 

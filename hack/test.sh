@@ -30,8 +30,17 @@ else
   stop=(hack/vault.sh "${stop[@]}")
 fi
 hack/vault.sh up
+# The operator under test runs as the chart's ServiceAccount, with the chart's RBAC (helm
+# is built from Go modules on first use); tests/rbac.rs reads this run's audit log.
+hack/build-helm.sh
+hack/operator-identity.sh
+rm -f .cluster/audit-*.log
+: >.cluster/audit.log
 cargo test --locked --test '*'
 # tests/outage.rs kills and restarts the kube-apiserver every other test shares, so it is
 # #[ignore]d (the line above, like `make integration`, never runs it beside the others) and
 # runs here alone, after them (`make outage` runs it by itself).
 cargo test --locked --test outage -- --ignored
+# Last, once every operator of the run has sent its requests: the RBAC proof (no request
+# refused, no rule of the chart unused).
+cargo test --locked --test rbac -- --ignored --nocapture

@@ -93,6 +93,17 @@ mod tests {
         );
     }
 
+    /// `helm install` applies the chart's `crds/`: it must be what `keyward crd` prints.
+    #[test]
+    fn the_charts_crds_equal_keyward_crd_output() {
+        let chart = include_str!("../charts/keyward/crds/keyward.yaml");
+        let generated = yaml().expect("CRDs serialize");
+        assert!(
+            chart == generated,
+            "charts/keyward/crds/keyward.yaml is out of date: run `make crds` and commit the result"
+        );
+    }
+
     /// Collects the paths of schema properties that have no description.
     fn undocumented(schema: &Value, path: &str, out: &mut Vec<String>) {
         if let Some(properties) = schema.get("properties").and_then(Value::as_object) {

@@ -24,7 +24,7 @@ async fn a_part_that_stops_ends_the_process_with_an_error() {
                 "supervision-none",
             ])
             .args(["--metrics-addr", &addr.to_string()])
-            .env("KUBECONFIG", support::kubeconfig_path())
+            .env("KUBECONFIG", support::operator_kubeconfig_path())
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output(),

@@ -34,6 +34,52 @@ pub fn kubeconfig_path() -> PathBuf {
         .unwrap_or_else(|| repo().join(".cluster/kubeconfig"))
 }
 
+/// The kubeconfig `keyward run` uses in the tests: the chart's ServiceAccount
+/// (keyward-system/keyward) through a token, never the admin certificate, so every test
+/// also proves the chart's RBAC (tests/rbac.rs reads the audit log).
+/// `KEYWARD_OPERATOR_KUBECONFIG` overrides it.
+pub fn operator_kubeconfig_path() -> PathBuf {
+    let path = std::env::var_os("KEYWARD_OPERATOR_KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cluster/operator.kubeconfig"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `hack/operator-identity.sh` after `make cluster-up` (`make integration` and `make test` do)",
+        path.display()
+    );
+    path
+}
+
+/// The chart grants leader election in its release namespace with a RoleBinding to the
+/// ClusterRole `keyward-leader-election`; a test whose replicas hold their Lease in the
+/// test's namespace gets the same binding there.
+pub async fn grant_leader_election(namespace: &str) {
+    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+    let bindings: Api<RoleBinding> = Api::namespaced(client().await, namespace);
+    let binding = RoleBinding {
+        metadata: kube::api::ObjectMeta {
+            name: Some("keyward-leader-election".to_owned()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "ClusterRole".to_owned(),
+            name: "keyward-leader-election".to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: "keyward".to_owned(),
+            namespace: Some("keyward-system".to_owned()),
+            ..Default::default()
+        }]),
+    };
+    match bindings.create(&PostParams::default(), &binding).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(err) => panic!("granting leader election in {namespace}: {err}"),
+    }
+}
+
 /// One integration test's view of the cluster: a client and a namespace of its own.
 pub struct TestEnv {
     pub client: Client,

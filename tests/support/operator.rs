@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use super::kubeconfig_path;
+use super::operator_kubeconfig_path;
 
 pub struct Operator {
     child: Option<Child>,
@@ -58,6 +58,14 @@ impl Operator {
             std::fs::File::create(self.dir.path().join(format!("stdout.{}", self.runs))).unwrap();
         let err =
             std::fs::File::create(self.dir.path().join(format!("stderr.{}", self.runs))).unwrap();
+        if let Some(lease_namespace) = self
+            .args
+            .windows(2)
+            .find(|w| w[0] == "--leader-elect-namespace")
+            .map(|w| w[1].clone())
+        {
+            super::grant_leader_election(&lease_namespace).await;
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_keyward"))
             .args(["run", "--namespace", &self.namespace, "--metrics-addr"])
             .arg(format!("127.0.0.1:{port}"))
@@ -70,7 +78,7 @@ impl Operator {
                     .any(|a| a.starts_with("--min-rotation-interval")))
                 .then_some("--min-rotation-interval=1s"),
             )
-            .env("KUBECONFIG", kubeconfig_path())
+            .env("KUBECONFIG", operator_kubeconfig_path())
             .env("RUST_LOG", "info,keyward=debug,keyward::client=trace")
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())

@@ -1,0 +1,154 @@
+//! The RBAC proof: the chart's ClusterRoles are exactly what the controller needs.
+//!
+//! Every `keyward run` of the integration tests runs as the chart's ServiceAccount
+//! (keyward-system/keyward, through a token: hack/operator-identity.sh installs the chart's
+//! RBAC and writes the kubeconfig), and the local plane's audit log records each of its
+//! requests (hack/audit-policy.yaml). Read after all the other tests have run (`make test`
+//! runs this one last, as it is `#[ignore]`d), the log shows:
+//! - no request of that user was denied: the chart grants every verb the controller uses;
+//! - every verb on every resource of every rule of the chart's ClusterRoles was used by
+//!   some allowed request: the chart grants nothing the controller does not use.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::Api;
+use serde_json::Value;
+
+const USER: &str = "system:serviceaccount:keyward-system:keyward";
+/// The chart's ClusterRoles for the controller, as `helm template keyward` names them.
+const ROLES: [&str; 2] = ["keyward-controller", "keyward-leader-election"];
+
+/// (API group, resource[/subresource], verb).
+type Permission = (String, String, String);
+
+fn permission(event: &Value) -> Option<Permission> {
+    let object = event.get("objectRef")?;
+    let resource = object.get("resource")?.as_str()?;
+    let resource = match object.get("subresource").and_then(Value::as_str) {
+        Some(sub) => format!("{resource}/{sub}"),
+        None => resource.to_owned(),
+    };
+    let group = object
+        .get("apiGroup")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Some((
+        group.to_owned(),
+        resource,
+        event.get("verb")?.as_str()?.to_owned(),
+    ))
+}
+
+fn denied(event: &Value) -> bool {
+    event
+        .pointer("/annotations/authorization.k8s.io~1decision")
+        .and_then(Value::as_str)
+        == Some("forbid")
+        || event
+            .pointer("/responseStatus/code")
+            .and_then(Value::as_i64)
+            == Some(403)
+}
+
+#[tokio::test]
+#[ignore = "reads the audit log of the whole integration run: `make test` runs it after the others"]
+async fn the_charts_rbac_is_exactly_what_the_controller_uses() {
+    let dir = support::repo().join(".cluster");
+    let path = dir.join("audit.log");
+    let mut log = std::fs::read_to_string(&path).unwrap_or_else(|err| {
+        panic!(
+            "{}: {err}: the local plane must run with hack/audit-policy.yaml (hack/cluster.sh does)",
+            path.display()
+        )
+    });
+    // The API server rotates the log past 1 GiB into audit-<time>.log files.
+    for entry in std::fs::read_dir(&dir).expect("reading .cluster").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("audit-") && name.ends_with(".log") {
+            log.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    let mut used: BTreeMap<Permission, usize> = BTreeMap::new();
+    let mut refused: BTreeMap<String, usize> = BTreeMap::new();
+    let mut requests = 0usize;
+    for line in log.lines() {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if event.pointer("/user/username").and_then(Value::as_str) != Some(USER) {
+            continue;
+        }
+        requests += 1;
+        let uri = event
+            .get("requestURI")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        let verb = event.get("verb").and_then(Value::as_str).unwrap_or("?");
+        if denied(&event) {
+            // The path without the query, which varies (resourceVersion, limit, continue).
+            let path = uri.split('?').next().unwrap_or(uri);
+            *refused.entry(format!("{verb} {path}")).or_default() += 1;
+        } else if let Some(p) = permission(&event) {
+            *used.entry(p).or_default() += 1;
+        }
+    }
+    assert!(
+        requests > 0,
+        "no request of {USER} in {}: did the integration tests run, with the operator kubeconfig of hack/operator-identity.sh?",
+        path.display()
+    );
+    assert!(
+        refused.is_empty(),
+        "the chart's RBAC refused requests the controller sent (a verb the chart lacks):\n{}",
+        refused
+            .iter()
+            .map(|(r, n)| format!("  {r} ({n}x)"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    let client = support::client().await;
+    let roles: Api<ClusterRole> = Api::all(client);
+    let mut unused = BTreeSet::new();
+    let mut granted = 0usize;
+    for name in ROLES {
+        let role = roles.get(name).await.unwrap_or_else(|err| {
+            panic!("ClusterRole {name}: {err}: run hack/operator-identity.sh")
+        });
+        for rule in role.rules.iter().flatten() {
+            assert!(
+                rule.resource_names.is_none() && rule.non_resource_urls.is_none(),
+                "{name}: a rule with resourceNames or nonResourceURLs is not checked here: {rule:?}"
+            );
+            for group in rule.api_groups.iter().flatten() {
+                for resource in rule.resources.iter().flatten() {
+                    for verb in &rule.verbs {
+                        assert!(
+                            group != "*" && resource != "*" && verb != "*",
+                            "{name}: wildcards grant more than any request shows: {rule:?}"
+                        );
+                        granted += 1;
+                        let p = (group.clone(), resource.clone(), verb.clone());
+                        if !used.contains_key(&p) {
+                            unused.insert(format!("{name}: {verb} {group}/{resource}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{requests} requests of {USER}, none refused; {granted} granted (group, resource, verb), all used:"
+    );
+    for ((group, resource, verb), n) in &used {
+        eprintln!("  {verb:>6} {group}/{resource}: {n}");
+    }
+    assert!(
+        unused.is_empty(),
+        "the chart grants what no request of the integration run used (remove it, or exercise it in a test):\n  {}",
+        unused.into_iter().collect::<Vec<_>>().join("\n  ")
+    );
+}
