@@ -51,6 +51,10 @@ bench: cluster-up ## Benchmarks (run alone): headline figures (docs/performance.
 	$(CARGO) bench --locked --bench inventory
 	$(CARGO) bench --locked --bench tenancy
 
+.PHONY: image
+image: ## OCI image of keyward without a container daemon: target/image/oci and target/image/keyward-<version>.oci.tar
+	hack/image.sh
+
 .PHONY: cluster-up
 cluster-up: ## Build (once) and start etcd, kube-apiserver and kube-controller-manager on 127.0.0.1
 	hack/cluster.sh up

@@ -34,6 +34,8 @@ hack/vault.sh up
 # is built from Go modules on first use); tests/rbac.rs reads this run's audit log.
 hack/build-helm.sh
 hack/operator-identity.sh
+# tests/gitops.rs runs the Argo CD health checks in Debian's lua5.4.
+hack/gitops-tools.sh
 rm -f .cluster/audit-*.log
 : >.cluster/audit.log
 cargo test --locked --test '*'
