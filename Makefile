@@ -46,10 +46,11 @@ outage: cluster-up ## Kill the local plane's kube-apiserver for 10 s under a run
 	$(CARGO) test --locked --test outage -- --ignored --nocapture
 
 .PHONY: bench
-bench: cluster-up ## Benchmarks (run alone): headline figures (docs/performance.md); the inventory with 100,000 Secrets; one Tenant change among 1,300
+bench: cluster-up ## Benchmarks (run alone): headline figures (docs/performance.md); the inventory with 100,000 Secrets; one Tenant change among 1,300; leader failover
 	$(CARGO) bench --locked --bench operator
 	$(CARGO) bench --locked --bench inventory
 	$(CARGO) bench --locked --bench tenancy
+	$(CARGO) bench --locked --bench failover
 
 .PHONY: image
 image: ## OCI image of keyward without a container daemon: target/image/oci and target/image/keyward-<version>.oci.tar

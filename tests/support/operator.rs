@@ -31,6 +31,12 @@ impl Operator {
         Self::start_with_env(namespace, args, &[]).await
     }
 
+    /// Starts a cluster-wide operator (no `--namespace`), as the chart runs it. It acts on
+    /// every test's objects: only for a test that runs alone (tests/rbac.rs).
+    pub async fn start_cluster_wide(args: &[&str]) -> Self {
+        Self::start_with_env("", args, &[]).await
+    }
+
     /// Starts an operator with extra flags and environment variables.
     pub async fn start_with_env(namespace: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -67,7 +73,14 @@ impl Operator {
             super::grant_leader_election(&lease_namespace).await;
         }
         let child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-            .args(["run", "--namespace", &self.namespace, "--metrics-addr"])
+            .arg("run")
+            .args(
+                (!self.namespace.is_empty())
+                    .then(|| ["--namespace", self.namespace.as_str()])
+                    .into_iter()
+                    .flatten(),
+            )
+            .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{port}"))
             .args(&self.args)
             // Tests rotate every few seconds; the default write floor is a minute.
