@@ -76,7 +76,7 @@ impl Operator {
             .arg("run")
             .args(
                 (!self.namespace.is_empty())
-                    .then(|| ["--namespace", self.namespace.as_str()])
+                    .then_some(["--namespace", self.namespace.as_str()])
                     .into_iter()
                     .flatten(),
             )
