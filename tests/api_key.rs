@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, Secret};
 use keyward::api::{ApiKey, CredentialState, PartnerIntegration, Tenant};
 use keyward::store::value::Fingerprint;
@@ -686,41 +686,76 @@ async fn deleting_the_key_garbage_collects_its_secret() {
     w.cleanup().await;
 }
 
+/// The pod-template restart annotation of a workload's JSON.
+fn restarted_at(workload: &Value) -> Option<String> {
+    workload
+        .pointer("/spec/template/metadata/annotations/keyward.io~1restartedAt")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
 #[tokio::test]
-async fn consumers_are_restarted_after_a_rotation() {
+async fn consumers_of_every_kind_are_restarted_after_a_rotation() {
     let w = world("consumers", json!({})).await;
-    let deployment: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "sender"},
-        "spec": {"selector": {"matchLabels": {"app": "sender"}},
-                 "template": {"metadata": {"labels": {"app": "sender"}},
-                              "spec": {"containers": [{"name": "c", "image": "registry.example/sender:1"}]}}},
-    }))
-    .unwrap();
-    let deployments: Api<Deployment> = Api::namespaced(w.env.client.clone(), &w.env.ns);
+    let ns = w.env.ns.clone();
+    let client = w.env.client.clone();
+    let template = |app: &str| {
+        json!({"selector": {"matchLabels": {"app": app}},
+               "template": {"metadata": {"labels": {"app": app}},
+                            "spec": {"containers": [{"name": "c", "image": "registry.example/sender:1"}]}}})
+    };
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
+    let pp = PostParams::default();
     deployments
-        .create(&PostParams::default(), &deployment)
+        .create(
+            &pp,
+            &serde_json::from_value(
+                json!({"metadata": {"name": "sender"}, "spec": template("sender")}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut sts = template("ledger");
+    sts["serviceName"] = json!("ledger");
+    statefulsets
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": "ledger"}, "spec": sts})).unwrap(),
+        )
+        .await
+        .unwrap();
+    daemonsets
+        .create(
+            &pp,
+            &serde_json::from_value(
+                json!({"metadata": {"name": "agent"}, "spec": template("agent")}),
+            )
+            .unwrap(),
+        )
         .await
         .unwrap();
     w.key("k", json!({"tenant": w.tenant, "owner": "alice",
-        "consumers": [{"kind": "Deployment", "name": "sender"}, {"kind": "StatefulSet", "name": "missing"}]}))
+        "consumers": [{"kind": "Deployment", "name": "sender"}, {"kind": "StatefulSet", "name": "ledger"},
+                      {"kind": "DaemonSet", "name": "agent"}, {"kind": "StatefulSet", "name": "missing"}]}))
         .await;
     w.wait_version("k", 1).await;
-    let annotation = |d: &Deployment| -> Option<String> {
-        d.spec
-            .as_ref()?
-            .template
-            .metadata
-            .as_ref()?
-            .annotations
-            .as_ref()?
-            .get("keyward.io/restartedAt")
-            .cloned()
+    let workloads = async || {
+        [
+            serde_json::to_value(deployments.get("sender").await.unwrap()).unwrap(),
+            serde_json::to_value(statefulsets.get("ledger").await.unwrap()).unwrap(),
+            serde_json::to_value(daemonsets.get("agent").await.unwrap()).unwrap(),
+        ]
     };
-    assert_eq!(
-        annotation(&deployments.get("sender").await.unwrap()),
-        None,
-        "not restarted at first issue"
-    );
+    for workload in workloads().await {
+        assert_eq!(
+            restarted_at(&workload),
+            None,
+            "not restarted at first issue"
+        );
+    }
     w.keys
         .patch(
             "k",
@@ -731,28 +766,41 @@ async fn consumers_are_restarted_after_a_rotation() {
         .unwrap();
     let k = w.wait_version("k", 2).await;
     let rotated_at = keyward::policy::format_time(k.status.unwrap().last_rotated_at.unwrap().0);
-    let d = wait_for(&deployments, "sender", "restarted", T, |d: &Deployment| {
-        d.spec
-            .as_ref()
-            .and_then(|s| s.template.metadata.as_ref())
-            .and_then(|m| m.annotations.as_ref())
-            .is_some_and(|a| a.contains_key("keyward.io/restartedAt"))
+    wait_for(&deployments, "sender", "restarted", T, |d: &Deployment| {
+        restarted_at(&serde_json::to_value(d).unwrap()).is_some()
     })
     .await;
-    assert_eq!(annotation(&d), Some(rotated_at));
-    let managers: BTreeMap<String, String> = d
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .map(|m| {
-            (
-                m.manager.clone().unwrap_or_default(),
-                m.operation.clone().unwrap_or_default(),
-            )
-        })
-        .collect();
-    assert!(managers.contains_key("keyward-restart"), "{managers:?}");
+    wait_for(
+        &statefulsets,
+        "ledger",
+        "restarted",
+        T,
+        |d: &StatefulSet| restarted_at(&serde_json::to_value(d).unwrap()).is_some(),
+    )
+    .await;
+    wait_for(&daemonsets, "agent", "restarted", T, |d: &DaemonSet| {
+        restarted_at(&serde_json::to_value(d).unwrap()).is_some()
+    })
+    .await;
+    for workload in workloads().await {
+        let name = workload["metadata"]["name"].clone();
+        assert_eq!(restarted_at(&workload), Some(rotated_at.clone()), "{name}");
+        let managers: BTreeMap<String, String> = workload["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                (
+                    m["manager"].as_str().unwrap_or_default().to_owned(),
+                    m["operation"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert!(
+            managers.contains_key("keyward-restart"),
+            "{name}: {managers:?}"
+        );
+    }
     let events = w.wait_event("k", "ConsumerNotRestarted").await;
     assert!(
         events

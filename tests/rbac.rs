@@ -21,6 +21,9 @@ const USER: &str = "system:serviceaccount:keyward-system:keyward";
 /// The chart's ClusterRoles for the controller, as `helm template keyward` names them.
 const ROLES: [&str; 2] = ["keyward-controller", "keyward-leader-election"];
 
+/// The annotation on a ClusterRole listing grants exempt from the "every grant used" check.
+const EXEMPT: &str = "keyward.io/rbac-proof-unexercised";
+
 /// (API group, resource[/subresource], verb).
 type Permission = (String, String, String);
 
@@ -100,6 +103,7 @@ async fn the_charts_rbac_is_exactly_what_the_controller_uses() {
     let mut used: BTreeMap<Permission, usize> = BTreeMap::new();
     let mut used_by_name: BTreeSet<(Permission, String)> = BTreeSet::new();
     let mut refused: BTreeMap<String, usize> = BTreeMap::new();
+    let mut allowed: BTreeSet<String> = BTreeSet::new();
     let mut requests = 0usize;
     for line in log.lines() {
         let Ok(event) = serde_json::from_str::<Value>(line) else {
@@ -114,11 +118,19 @@ async fn the_charts_rbac_is_exactly_what_the_controller_uses() {
             .and_then(Value::as_str)
             .unwrap_or("?");
         let verb = event.get("verb").and_then(Value::as_str).unwrap_or("?");
+        // The request without its query, which varies (resourceVersion, limit, continue),
+        // but with the object's name, which a list or watch by name carries in its query.
+        let request = format!(
+            "{verb} {} {}",
+            uri.split('?').next().unwrap_or(uri),
+            object_name(&event).unwrap_or_default()
+        );
         if denied(&event) {
-            // The path without the query, which varies (resourceVersion, limit, continue).
-            let path = uri.split('?').next().unwrap_or(uri);
-            *refused.entry(format!("{verb} {path}")).or_default() += 1;
-        } else if let Some(p) = permission(&event) {
+            *refused.entry(request).or_default() += 1;
+            continue;
+        }
+        allowed.insert(request);
+        if let Some(p) = permission(&event) {
             if let Some(name) = object_name(&event) {
                 used_by_name.insert((p.clone(), name.to_owned()));
             }
@@ -130,11 +142,26 @@ async fn the_charts_rbac_is_exactly_what_the_controller_uses() {
         "no request of {USER} in {}: did the integration tests run, with the operator kubeconfig of hack/operator-identity.sh?",
         path.display()
     );
+    // A kube-apiserver that has just started (tests/outage.rs restarts it) refuses
+    // requests until its RBAC caches have synced (the decision's reason is then empty). The
+    // same request allowed at another time shows the chart grants it: such refusals are
+    // the server's, not the chart's.
+    let (transient, gaps): (BTreeMap<_, _>, BTreeMap<_, _>) = refused
+        .into_iter()
+        .partition(|(request, _)| allowed.contains(request));
+    if !transient.is_empty() {
+        eprintln!(
+            "{} requests refused while the API server was starting, each allowed at another time:",
+            transient.values().sum::<usize>()
+        );
+        for (r, n) in &transient {
+            eprintln!("  {r} ({n}x)");
+        }
+    }
     assert!(
-        refused.is_empty(),
+        gaps.is_empty(),
         "the chart's RBAC refused requests the controller sent (a verb the chart lacks):\n{}",
-        refused
-            .iter()
+        gaps.iter()
             .map(|(r, n)| format!("  {r} ({n}x)"))
             .collect::<Vec<_>>()
             .join("\n")
@@ -144,10 +171,27 @@ async fn the_charts_rbac_is_exactly_what_the_controller_uses() {
     let roles: Api<ClusterRole> = Api::all(client);
     let mut unused = BTreeSet::new();
     let mut granted = 0usize;
+    let mut exempt_granted = BTreeSet::new();
+    let mut exempt_declared = BTreeSet::new();
     for name in ROLES {
         let role = roles.get(name).await.unwrap_or_else(|err| {
             panic!("ClusterRole {name}: {err}: run hack/operator-identity.sh")
         });
+        // Grants the chart explains, in the template and this annotation, as needed but
+        // not brought about by every run: "verb group/resource" entries, `;`-separated.
+        let exempt: BTreeSet<String> = role
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(EXEMPT))
+            .map(|v| {
+                v.split(';')
+                    .map(|e| e.trim().to_owned())
+                    .filter(|e| !e.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        exempt_declared.extend(exempt.iter().cloned());
         for rule in role.rules.iter().flatten() {
             assert!(
                 rule.non_resource_urls.is_none(),
@@ -172,9 +216,17 @@ async fn the_charts_rbac_is_exactly_what_the_controller_uses() {
                                 None => used.contains_key(&p),
                                 Some(o) => used_by_name.contains(&(p.clone(), o.to_string())),
                             };
+                            let entry = format!("{verb} {group}/{resource}");
+                            if exempt.contains(&entry) && object.is_none() {
+                                exempt_granted.insert(entry.clone());
+                                if was_used {
+                                    eprintln!("{name}: {entry} (exempt) was used in this run");
+                                }
+                                continue;
+                            }
                             if !was_used {
                                 let named = object.map(|o| format!(" {o}")).unwrap_or_default();
-                                unused.insert(format!("{name}: {verb} {group}/{resource}{named}"));
+                                unused.insert(format!("{name}: {entry}{named}"));
                             }
                         }
                     }
@@ -183,11 +235,16 @@ async fn the_charts_rbac_is_exactly_what_the_controller_uses() {
         }
     }
     eprintln!(
-        "{requests} requests of {USER}, none refused; {granted} granted (group, resource, verb[, name]); used:"
+        "{requests} requests of {USER}, none refused by the chart; {granted} granted (group, resource, verb[, name]); used:"
     );
     for ((group, resource, verb), n) in &used {
         eprintln!("  {verb:>6} {group}/{resource}: {n}");
     }
+    let stale: Vec<&String> = exempt_declared.difference(&exempt_granted).collect();
+    assert!(
+        stale.is_empty(),
+        "{EXEMPT} names grants the role does not have: {stale:?}"
+    );
     assert!(
         unused.is_empty(),
         "the chart grants what no request of the integration run used (remove it, or exercise it in a test):\n  {}",

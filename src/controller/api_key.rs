@@ -599,8 +599,9 @@ async fn apply_secret(
 /// keyward's own field manager, carries that rotation time, and a consumer is patched only
 /// while its annotation is older. So a pass repeated after a crash, a restart of the
 /// controller or a change of leader never restarts a consumer twice for one value, and a
-/// pass that died before restarting it does so. A missing consumer is a warning; any
-/// other failure fails the pass, which is retried before its status is written.
+/// pass that died before restarting it does so. A missing consumer, or one the controller
+/// may not patch, is a warning; any other failure fails the pass, which is retried before
+/// its status is written.
 async fn restart_consumers(
     ctx: &Context,
     key: &ApiKey,
@@ -651,6 +652,21 @@ async fn restart_consumers(
                     "ConsumerNotRestarted",
                     "Restart",
                     format!("consumer {kind}/{name} not found; not restarted"),
+                )
+                .await;
+            }
+            // RBAC refuses it (the chart's rbac.restartConsumers=false): retrying cannot
+            // help, and the rotation must not wait for a restart it will never get.
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                ctx.event(
+                    key,
+                    EventType::Warning,
+                    "ConsumerNotRestarted",
+                    "Restart",
+                    format!(
+                        "consumer {kind}/{name} not restarted: the controller may not patch it ({})",
+                        s.reason
+                    ),
                 )
                 .await;
             }
