@@ -367,3 +367,62 @@ async fn a_paused_leader_whose_lease_was_taken_writes_nothing_when_it_resumes() 
     );
     cleanup(env, &tenant).await;
 }
+
+#[tokio::test]
+async fn a_leader_stopped_cleanly_hands_the_lease_over_at_once() {
+    // A Lease that outlives its holder by a minute: a standby that leads well before
+    // then was handed the Lease, it did not wait for it to run out.
+    let env = TestEnv::new("leader-release").await;
+    let tenant = tenant(&env).await;
+    let args = [
+        "--leader-elect",
+        "--leader-elect-namespace",
+        env.ns.as_str(),
+        "--leader-elect-lease-duration",
+        "60s",
+    ];
+    let first = Operator::start_with(&env.ns, &args).await;
+    let second = Operator::start_with(&env.ns, &args).await;
+    let (old, new) = leader_and_standby(&env, &first, &second).await;
+    let old_process = process(old);
+    key(&env, "a", json!({"tenant": tenant, "owner": "alice"})).await;
+    let keys: Api<ApiKey> = Api::namespaced(env.client.clone(), &env.ns);
+    wait_for(&keys, "a", "issued", T, |k: &ApiKey| {
+        k.status.as_ref().and_then(|s| s.version) == Some(1)
+    })
+    .await;
+
+    // SIGTERM, as the kubelet sends on a rollout or a drain.
+    signal(old_process, "TERM");
+    until("the old leader exited", Duration::from_secs(30), || {
+        !old_process.is_alive()
+    })
+    .await;
+    assert!(
+        logged_at(old, "released the Lease").is_some(),
+        "{}",
+        old.logs()
+    );
+    until(
+        "the standby leads, long before the 60 s Lease would have run out",
+        Duration::from_secs(20),
+        || logged_at(new, "became leader").is_some(),
+    )
+    .await;
+    // And acts: the next key is issued by it.
+    key(&env, "b", json!({"tenant": tenant, "owner": "alice"})).await;
+    wait_for(&keys, "b", "issued by the new leader", T, |k: &ApiKey| {
+        k.status.as_ref().and_then(|s| s.version) == Some(1)
+    })
+    .await;
+    let released = logged_at(old, "released the Lease").expect("logged");
+    let late: Vec<_> = writes(old)
+        .into_iter()
+        .filter(|(at, _)| *at >= released)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the old leader wrote after releasing: {late:#?}"
+    );
+    cleanup(env, &tenant).await;
+}

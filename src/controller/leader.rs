@@ -243,7 +243,9 @@ pub struct Leadership {
     state: watch::Receiver<State>,
     identity: String,
     fence: Arc<Fence>,
-    _task: Task,
+    api: Api<Lease>,
+    name: String,
+    task: Task,
 }
 
 impl Leadership {
@@ -257,8 +259,9 @@ impl Leadership {
     ) -> Result<Self, LeaderError> {
         let identity = identity();
         let (state_tx, mut state) = watch::channel(State::Standby);
+        let api: Api<Lease> = Api::namespaced(client, &options.namespace);
         let election = Election {
-            api: Api::namespaced(client, &options.namespace),
+            api: api.clone(),
             name: options.name.clone(),
             namespace: options.namespace.clone(),
             identity: identity.clone(),
@@ -282,7 +285,9 @@ impl Leadership {
             state,
             identity,
             fence,
-            _task: task,
+            api,
+            name: options.name.clone(),
+            task,
         })
     }
 
@@ -293,9 +298,52 @@ impl Leadership {
 
     /// Resolves when the Lease is lost or the election task ended; the fence is closed by
     /// then.
-    pub async fn lost(&mut self) {
-        let _ = self.state.wait_for(|s| *s == State::Lost).await;
+    pub fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (mut state, fence) = (self.state.clone(), self.fence.clone());
+        async move {
+            let _ = state.wait_for(|s| *s == State::Lost).await;
+            fence.close();
+        }
+    }
+
+    /// Gives the Lease up when the process stops cleanly (SIGTERM: a rollout, a drain), so
+    /// that a standby takes it at once instead of when it runs out. The fence closes and
+    /// the renewals stop first, so nothing of this process is written once another may
+    /// lead; the release is one replace conditional on the Lease as read, and only while
+    /// this process holds it. Bounded: a release that cannot be sent leaves the Lease to
+    /// run out, as after a crash.
+    pub async fn release(mut self) {
         self.fence.close();
+        self.task.0.abort();
+        let _ = (&mut self.task.0).await;
+        let release = async {
+            let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+                return Ok(false);
+            };
+            if holder(&lease) != Some(self.identity.as_str()) {
+                return Ok(false);
+            }
+            let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+            spec.holder_identity = None;
+            spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..PostParams::default()
+            };
+            self.api.replace(&self.name, &params, &lease).await?;
+            Ok::<_, kube::Error>(true)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), release).await {
+            Ok(Ok(true)) => tracing::info!(identity = self.identity, "released the Lease"),
+            Ok(Ok(false)) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, identity = self.identity, "releasing the Lease failed; it runs out instead")
+            }
+            Err(_) => tracing::warn!(
+                identity = self.identity,
+                "releasing the Lease timed out; it runs out instead"
+            ),
+        }
     }
 }
 

@@ -677,17 +677,15 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                     _ = stop_rx.wait_for(|s| *s) => return,
                 },
             };
-            if let Some(mut leadership) = leadership {
+            if let Some(leadership) = &leadership {
                 // Losing the Lease stops this process: another replica takes over. The
                 // fence closed before, so the passes still in flight write nothing.
                 let queues = queues.clone();
+                let (lost, identity) = (leadership.lost(), leadership.identity().to_owned());
                 tokio::spawn(async move {
-                    leadership.lost().await;
+                    lost.await;
                     queues.stop();
-                    tracing::error!(
-                        identity = leadership.identity(),
-                        "lost leadership; stopping"
-                    );
+                    tracing::error!(identity, "lost leadership; stopping");
                     lost_flag.store(true, std::sync::atomic::Ordering::SeqCst);
                     let _ = stop_tx.send(true);
                 });
@@ -695,6 +693,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             queues.start(&ctx);
             let _ = leading_tx.send(true);
             tokio::join!(tenant_ctl, integration_ctl, key_ctl, sac_ctl);
+            // Stopped (the passes in flight have finished): hand the Lease over.
+            if let Some(leadership) = leadership {
+                leadership.release().await;
+            }
         }
     };
     parts.spawn(CONTROLLERS, controllers);
