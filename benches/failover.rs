@@ -83,6 +83,18 @@ impl Replica {
             let _ = child.kill().await;
         }
     }
+
+    /// SIGTERM, as the kubelet sends on a rollout or a drain; waits for the exit.
+    async fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+        }
+    }
 }
 
 async fn until(limit: Duration, mut cond: impl AsyncFnMut() -> bool) -> Option<Duration> {
@@ -177,63 +189,80 @@ async fn main() -> anyhow::Result<()> {
     .await
     .ok_or_else(|| anyhow::anyhow!("the key was not issued"))?;
 
-    println!("failover bench: 2 replicas, --leader-elect-lease-duration={lease}s, {rounds} rounds");
-    println!("| round | to the new leader (s) | to the rotation served (s) | standby writes |");
-    println!("|---|---|---|---|");
-    let (mut lead_times, mut serve_times) = (Vec::new(), Vec::new());
-    for round in 1..=rounds {
-        let leader = replicas
-            .iter()
-            .position(Replica::leads)
-            .ok_or_else(|| anyhow::anyhow!("no leader before round {round}"))?;
-        let standby = 1 - leader;
-        let before = keys
-            .get("k")
-            .await
-            .ok()
-            .and_then(|k| version(&k))
-            .unwrap_or(0);
-        // Settled: the leader has finished its work, the standby waits.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let start = Instant::now();
-        replicas[leader].kill().await;
-        let patch =
-            json!({"metadata": {"annotations": {"keyward.io/rotate": Utc::now().to_rfc3339()}}});
-        keys.patch("k", &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        let led = until(limit, async || replicas[standby].leads())
+    println!(
+        "failover bench: 2 replicas, --leader-elect-lease-duration={lease}s, {rounds} rounds per stop"
+    );
+    println!(
+        "| stop | round | to the new leader (s) | to the rotation served (s) | standby writes |"
+    );
+    println!("|---|---|---|---|---|");
+    let mut summary = Vec::new();
+    for stop in ["SIGKILL", "SIGTERM"] {
+        let (mut lead_times, mut serve_times) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            let leader = replicas
+                .iter()
+                .position(Replica::leads)
+                .ok_or_else(|| anyhow::anyhow!("no leader before round {round}"))?;
+            let standby = 1 - leader;
+            let before = keys
+                .get("k")
+                .await
+                .ok()
+                .and_then(|k| version(&k))
+                .unwrap_or(0);
+            // Settled: the leader has finished its work, the standby waits.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let start = Instant::now();
+            if stop == "SIGKILL" {
+                replicas[leader].kill().await;
+            } else {
+                replicas[leader].terminate().await;
+            }
+            let patch = json!({"metadata": {"annotations": {"keyward.io/rotate": Utc::now().to_rfc3339()}}});
+            keys.patch("k", &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            let led = until(limit, async || replicas[standby].leads())
+                .await
+                .map(|_| start.elapsed());
+            let served = until(limit, async || {
+                keys.get("k").await.ok().and_then(|k| version(&k)) > Some(before)
+            })
             .await
             .map(|_| start.elapsed());
-        let served = until(limit, async || {
-            keys.get("k").await.ok().and_then(|k| version(&k)) > Some(before)
-        })
-        .await
-        .map(|_| start.elapsed());
-        let writes = replicas[standby].standby_writes();
-        let show = |d: Option<Duration>| {
-            d.map_or("timeout".to_owned(), |d| format!("{:.2}", d.as_secs_f64()))
+            let writes = replicas[standby].standby_writes();
+            let show = |d: Option<Duration>| {
+                d.map_or("timeout".to_owned(), |d| format!("{:.2}", d.as_secs_f64()))
+            };
+            println!(
+                "| {stop} | {round} | {} | {} | {writes} |",
+                show(led),
+                show(served)
+            );
+            lead_times.extend(led);
+            serve_times.extend(served);
+            // The stopped replica comes back as the next standby.
+            replicas[leader].spawn()?;
+        }
+        let stats = |v: &mut Vec<Duration>| {
+            v.sort();
+            let p50 = v.get(v.len() / 2).copied().unwrap_or_default();
+            let max = v.last().copied().unwrap_or_default();
+            format!(
+                "p50 {:.2} s, max {:.2} s",
+                p50.as_secs_f64(),
+                max.as_secs_f64()
+            )
         };
-        println!("| {round} | {} | {} | {writes} |", show(led), show(served));
-        lead_times.extend(led);
-        serve_times.extend(served);
-        // The killed replica comes back as the next standby.
-        replicas[leader].spawn()?;
+        summary.push(format!(
+            "failover after {stop}: new leader {}; a rotation requested at the stop served {}",
+            stats(&mut lead_times),
+            stats(&mut serve_times)
+        ));
     }
-    let stats = |v: &mut Vec<Duration>| {
-        v.sort();
-        let p50 = v.get(v.len() / 2).copied().unwrap_or_default();
-        let max = v.last().copied().unwrap_or_default();
-        format!(
-            "p50 {:.2} s, max {:.2} s",
-            p50.as_secs_f64(),
-            max.as_secs_f64()
-        )
-    };
-    println!(
-        "failover: new leader {}; rotation requested at the kill served {}",
-        stats(&mut lead_times),
-        stats(&mut serve_times)
-    );
+    for line in summary {
+        println!("{line}");
+    }
     for r in &mut replicas {
         r.kill().await;
     }

@@ -199,6 +199,8 @@ fn the_default_install_is_two_leader_elected_replicas_meeting_the_restricted_sta
         "PrometheusRule",
         "PodDisruptionBudget",
         "NetworkPolicy",
+        "FlowSchema",
+        "PriorityLevelConfiguration",
     ] {
         assert!(
             of_kind(&docs, kind).is_empty(),
@@ -221,9 +223,16 @@ fn all_options_render_every_optional_part() {
         "PrometheusRule",
         "PodDisruptionBudget",
         "NetworkPolicy",
+        "PriorityLevelConfiguration",
     ] {
         assert_eq!(of_kind(&docs, kind).len(), 1, "{kind}");
     }
+    // keyward's requests at its own level, its Lease at the built-in leader-election one.
+    let schemas: Vec<&str> = of_kind(&docs, "FlowSchema")
+        .into_iter()
+        .filter_map(|f| f["spec"]["priorityLevelConfiguration"]["name"].as_str())
+        .collect();
+    assert_eq!(schemas, ["leader-election", "keyward"]);
     let c = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = c["args"]
         .as_array()
