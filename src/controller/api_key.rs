@@ -479,15 +479,19 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let nothing_left = !plan.lifecycle.is_active()
         && matches!(vault_after, Some(Found::Absent { .. } | Found::Foreign))
         && super::vault::has_finalizer(&key);
-    if key.status.as_ref() != Some(&status) {
+    // What Vault holds now, for the next pass that sees the key at the version this pass
+    // leaves it at: the one its status write returned, or the one it read when the status
+    // stays as it was.
+    let left_at = if key.status.as_ref() != Some(&status) {
         credential::write_status(&ctx, key.as_ref(), &namespace, &status).await?;
-        if let (Some(store), Some(after), Some(written), false) = (
-            ctx.vault.as_deref(),
-            vault_after,
-            credential::written_version(&ctx, &uid),
-            nothing_left,
-        ) {
-            store.remember(&uid, written, after);
+        credential::written_version(&ctx, &uid)
+    } else {
+        key.resource_version()
+    };
+    if let Some(store) = ctx.vault.as_deref() {
+        match (vault_after, left_at, nothing_left) {
+            (Some(after), Some(version), false) => store.remember(&uid, version, after),
+            _ => store.forget(&uid),
         }
     }
     if nothing_left {

@@ -273,8 +273,10 @@ impl Vault {
         lock(&self.echo).insert(uid.to_owned(), (status_version, found));
     }
 
-    /// What the pass that wrote `status_version` left in Vault, for the pass its status
-    /// write woke; `None` (and forgotten) for any other version.
+    /// What the pass that left the key at `version` left in Vault, for the next pass that
+    /// sees the key at that version (the one its status write woke, or its Secret write);
+    /// `None` for any other version. Taken, not copied: a pass that fails before it
+    /// remembers anew leaves nothing, so the next one reads Vault.
     pub fn recall(&self, uid: &str, version: Option<&str>) -> Option<Found> {
         let (written, found) = lock(&self.echo).remove(uid)?;
         (Some(written.as_str()) == version).then_some(found)
