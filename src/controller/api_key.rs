@@ -649,28 +649,21 @@ async fn restart_consumers(
         match result {
             Ok(true) => tracing::info!(namespace, consumer = name, kind, "consumer restarted"),
             Ok(false) => {}
-            Err(kube::Error::Api(s)) if s.is_not_found() => {
+            // Missing, or RBAC refuses it (the chart's rbac.restartConsumers=false):
+            // retrying cannot help, and the rotation must not wait for a restart it will
+            // never get.
+            Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 403 => {
+                let why = if s.is_not_found() {
+                    "not found".to_owned()
+                } else {
+                    format!("the controller may not patch it ({})", s.reason)
+                };
                 ctx.event(
                     key,
                     EventType::Warning,
                     "ConsumerNotRestarted",
                     "Restart",
-                    format!("consumer {kind}/{name} not found; not restarted"),
-                )
-                .await;
-            }
-            // RBAC refuses it (the chart's rbac.restartConsumers=false): retrying cannot
-            // help, and the rotation must not wait for a restart it will never get.
-            Err(kube::Error::Api(s)) if s.code == 403 => {
-                ctx.event(
-                    key,
-                    EventType::Warning,
-                    "ConsumerNotRestarted",
-                    "Restart",
-                    format!(
-                        "consumer {kind}/{name} not restarted: the controller may not patch it ({})",
-                        s.reason
-                    ),
+                    format!("consumer {kind}/{name} {why}; not restarted"),
                 )
                 .await;
             }
