@@ -470,10 +470,10 @@ async fn a_rotation_costs_three_requests_and_the_passes_its_writes_wake_none() {
                 .iter()
                 .map(|(m, v)| (m, *v))
                 .collect::<BTreeMap<_, _>>(),
-            "rotation {round}: the Secret (PUT), its Event (POST) and the status (PATCH), nothing more; reads: {}",
+            "rotation {round}: the Secret (PUT), its Event (POST) and the status (PATCH), nothing more; requests: {}",
             op.logs()
                 .lines()
-                .filter(|l| l.contains("read sent"))
+                .filter(|l| l.contains("read sent") || l.contains("write sent"))
                 .collect::<Vec<_>>()
                 .join("\n")
         );

@@ -98,7 +98,7 @@ fn parse_spec(key: &ApiKey) -> (CredentialSpec, Duration, Option<String>) {
 
 pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer("apikey");
-    let Some(key) = credential::current(&ctx, key).await? else {
+    let Some(key) = credential::current(&ctx, &ctx.keys, key).await? else {
         return Ok(Action::await_change());
     };
     let namespace = key.namespace().ok_or(Error::MissingMetadata("namespace"))?;

@@ -198,6 +198,14 @@ pub async fn write_status<K: Credential>(
     namespace: &str,
     status: &impl Serialize,
 ) -> Result<()> {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::debug!(
+            namespace,
+            name = credential.name_any(),
+            fields = ?changed_fields(credential, status),
+            "status write"
+        );
+    }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let written = super::status::apply_status(&api, &credential.name_any(), status).await?;
     if let (Some(uid), Some(version)) = (written.uid(), written.resource_version()) {
@@ -221,11 +229,20 @@ pub async fn write_status<K: Credential>(
 /// request, or wait for its own write to be recorded instead of going on. So the object
 /// its own write returned is used, and the object is read only when there is none (after
 /// an outage). `None` when it no longer exists.
-pub async fn current<K: Credential>(ctx: &Context, object: Arc<K>) -> Result<Option<Arc<K>>> {
+///
+/// The store is looked at again here, after what this process knows: the copy the pass
+/// was started with was taken from the store a moment earlier, and the echo of the last
+/// write may have reached the store (and let go of what this process knew) in between.
+pub async fn current<K: Credential>(
+    ctx: &Context,
+    store: &Store<K>,
+    object: Arc<K>,
+) -> Result<Option<Arc<K>>> {
     let Some(uid) = object.uid() else {
         return Ok(Some(object));
     };
     let known = lock(&ctx.known_versions).get(&uid).cloned();
+    let object = latest(store, object, &uid);
     let Some(known) = known else {
         return Ok(Some(object));
     };
@@ -241,6 +258,71 @@ pub async fn current<K: Credential>(ctx: &Context, object: Arc<K>) -> Result<Opt
     Ok(read
         .filter(|o| o.uid().as_deref() == Some(uid.as_str()))
         .map(Arc::new))
+}
+
+/// The names of the status fields (and condition types) a write changes, never their
+/// values: what a debug line says of why a status was written.
+fn changed_fields<K: Credential>(credential: &K, status: &impl Serialize) -> Vec<String> {
+    let prior = serde_json::to_value(credential)
+        .ok()
+        .and_then(|v| v.get("status").cloned())
+        .unwrap_or_default();
+    let next = serde_json::to_value(status).unwrap_or_default();
+    let empty = serde_json::Map::new();
+    let (prior, next) = (
+        prior.as_object().unwrap_or(&empty),
+        next.as_object().unwrap_or(&empty),
+    );
+    let mut fields: Vec<String> = Vec::new();
+    for name in prior.keys().chain(next.keys()) {
+        if fields.contains(name) || prior.get(name) == next.get(name) {
+            continue;
+        }
+        if name == "conditions" {
+            let by_type = |v: Option<&serde_json::Value>| -> Vec<(String, serde_json::Value)> {
+                v.and_then(|v| v.as_array())
+                    .into_iter()
+                    .flatten()
+                    .map(|c| (c["type"].as_str().unwrap_or_default().to_owned(), c.clone()))
+                    .collect()
+            };
+            let (before, after) = (by_type(prior.get(name)), by_type(next.get(name)));
+            for (type_, condition) in before.iter().chain(after.iter()) {
+                let other = if before.iter().any(|(t, c)| t == type_ && c == condition) {
+                    &after
+                } else {
+                    &before
+                };
+                let entry = format!("conditions[{type_}]");
+                if !other.iter().any(|(t, c)| t == type_ && c == condition)
+                    && !fields.contains(&entry)
+                {
+                    fields.push(entry);
+                }
+            }
+            continue;
+        }
+        fields.push(name.clone());
+    }
+    fields
+}
+
+/// The newer of `object` and the store's copy of it now.
+fn latest<K: Credential>(store: &Store<K>, object: Arc<K>, uid: &str) -> Arc<K> {
+    match store.get(&ObjectRef::from_obj(object.as_ref())) {
+        Some(stored)
+            if stored.uid().as_deref() == Some(uid)
+                && stored.resource_version().is_some_and(|v| {
+                    super::owned::includes(
+                        Some(&v),
+                        object.resource_version().as_deref().unwrap_or("0"),
+                    )
+                }) =>
+        {
+            stored
+        }
+        _ => object,
+    }
 }
 
 /// The resourceVersion of this process's last status write of the credential `uid`, while

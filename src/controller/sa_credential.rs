@@ -162,7 +162,7 @@ struct Served {
 
 pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer("serviceaccountcredential");
-    let Some(sac) = credential::current(&ctx, sac).await? else {
+    let Some(sac) = credential::current(&ctx, &ctx.sacs, sac).await? else {
         return Ok(Action::await_change());
     };
     let namespace = sac.namespace().ok_or(Error::MissingMetadata("namespace"))?;
