@@ -2,6 +2,7 @@
 //! either kind generically, deciding the lifecycle from the stores, the five conditions,
 //! status writes, and announcing what happened (Event, audit line, metrics).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -202,7 +203,13 @@ pub async fn write_status<K: Credential>(
         tracing::debug!(
             namespace,
             name = credential.name_any(),
-            fields = ?changed_fields(credential, status),
+            fields = ?changed_fields(
+                &serde_json::to_value(credential)
+                    .ok()
+                    .and_then(|v| v.get("status").cloned())
+                    .unwrap_or_default(),
+                &serde_json::to_value(status).unwrap_or_default(),
+            ),
             "status write"
         );
     }
@@ -262,49 +269,44 @@ pub async fn current<K: Credential>(
 
 /// The names of the status fields (and condition types) a write changes, never their
 /// values: what a debug line says of why a status was written.
-fn changed_fields<K: Credential>(credential: &K, status: &impl Serialize) -> Vec<String> {
-    let prior = serde_json::to_value(credential)
-        .ok()
-        .and_then(|v| v.get("status").cloned())
-        .unwrap_or_default();
-    let next = serde_json::to_value(status).unwrap_or_default();
-    let empty = serde_json::Map::new();
-    let (prior, next) = (
-        prior.as_object().unwrap_or(&empty),
-        next.as_object().unwrap_or(&empty),
-    );
-    let mut fields: Vec<String> = Vec::new();
-    for name in prior.keys().chain(next.keys()) {
-        if fields.contains(name) || prior.get(name) == next.get(name) {
-            continue;
-        }
-        if name == "conditions" {
-            let by_type = |v: Option<&serde_json::Value>| -> Vec<(String, serde_json::Value)> {
-                v.and_then(|v| v.as_array())
-                    .into_iter()
-                    .flatten()
-                    .map(|c| (c["type"].as_str().unwrap_or_default().to_owned(), c.clone()))
-                    .collect()
-            };
-            let (before, after) = (by_type(prior.get(name)), by_type(next.get(name)));
-            for (type_, condition) in before.iter().chain(after.iter()) {
-                let other = if before.iter().any(|(t, c)| t == type_ && c == condition) {
-                    &after
-                } else {
-                    &before
-                };
-                let entry = format!("conditions[{type_}]");
-                if !other.iter().any(|(t, c)| t == type_ && c == condition)
-                    && !fields.contains(&entry)
-                {
-                    fields.push(entry);
-                }
-            }
-            continue;
-        }
-        fields.push(name.clone());
+fn changed_fields(prior: &serde_json::Value, next: &serde_json::Value) -> BTreeSet<String> {
+    use serde_json::Value;
+    fn fields(v: &Value) -> BTreeMap<&str, &Value> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect()
     }
-    fields
+    fn by_type(v: Option<&Value>) -> BTreeMap<&str, &Value> {
+        v.and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| (c["type"].as_str().unwrap_or_default(), c))
+            .collect()
+    }
+    let (before, after) = (fields(prior), fields(next));
+    let mut changed = BTreeSet::new();
+    for name in before.keys().chain(after.keys()) {
+        if before.get(name) == after.get(name) {
+            continue;
+        }
+        if *name == "conditions" {
+            let (b, a) = (
+                by_type(before.get(name).copied()),
+                by_type(after.get(name).copied()),
+            );
+            changed.extend(
+                b.keys()
+                    .chain(a.keys())
+                    .filter(|t| b.get(*t) != a.get(*t))
+                    .map(|t| format!("conditions[{t}]")),
+            );
+        } else {
+            changed.insert((*name).to_owned());
+        }
+    }
+    changed
 }
 
 /// The newer of `object` and the store's copy of it now.
@@ -617,4 +619,104 @@ async fn announce<K: Credential>(
         ctx.metrics.revocation(&kind, tenant, &l.reason);
     }
     announced
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher;
+
+    fn key(uid: &str, version: &str) -> Arc<ApiKey> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "keyward.io/v1alpha1", "kind": "ApiKey",
+                "metadata": {"name": "k", "namespace": "team-a", "uid": uid, "resourceVersion": version},
+                "spec": {"owner": "alice"},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn store_with(object: Arc<ApiKey>) -> Store<ApiKey> {
+        let (store, mut writer) = kube::runtime::reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Apply((*object).clone()));
+        store
+    }
+
+    #[test]
+    fn a_pass_takes_the_stores_copy_when_it_became_newer_than_the_one_it_started_with() {
+        let started = key("u1", "10");
+        let newer = store_with(key("u1", "12"));
+        assert_eq!(
+            latest(&newer, started.clone(), "u1")
+                .resource_version()
+                .as_deref(),
+            Some("12")
+        );
+        // An older store copy, or another object of that name, is never taken.
+        let older = store_with(key("u1", "9"));
+        assert_eq!(
+            latest(&older, started.clone(), "u1")
+                .resource_version()
+                .as_deref(),
+            Some("10")
+        );
+        let recreated = store_with(key("u2", "40"));
+        assert_eq!(
+            latest(&recreated, started.clone(), "u1").uid().as_deref(),
+            Some("u1")
+        );
+        let empty = kube::runtime::reflector::store::<ApiKey>().0;
+        assert_eq!(
+            latest(&empty, started, "u1").resource_version().as_deref(),
+            Some("10")
+        );
+    }
+
+    #[test]
+    fn a_status_write_is_described_by_the_names_of_what_it_changes_never_the_values() {
+        let prior = json!({
+            "version": 1, "fingerprint": "sha256:aaaa", "owner": "alice",
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Issued"},
+                {"type": "Synced", "status": "True", "reason": "Synced"},
+            ],
+        });
+        let next = json!({
+            "version": 2, "fingerprint": "sha256:bbbb", "owner": "alice",
+            "lastRotationRequest": "r1",
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Issued"},
+                {"type": "Synced", "status": "False", "reason": "SyncFailed"},
+            ],
+        });
+        let changed = changed_fields(&prior, &next);
+        assert_eq!(
+            changed.iter().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "conditions[Synced]",
+                "fingerprint",
+                "lastRotationRequest",
+                "version"
+            ]
+        );
+        let said = format!("{changed:?}");
+        assert!(!said.contains("bbbb") && !said.contains("r1"), "{said}");
+        assert!(changed_fields(&next, &next).is_empty());
+        // A status that is not an object (none yet) names every field written.
+        assert_eq!(
+            changed_fields(&serde_json::Value::Null, &next)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            [
+                "conditions[Ready]",
+                "conditions[Synced]",
+                "fingerprint",
+                "lastRotationRequest",
+                "owner",
+                "version"
+            ]
+        );
+    }
 }
