@@ -1,14 +1,21 @@
-//! The Kubernetes client of `keyward run`, with every request counted by method
-//! (`keyward_kube_requests_total`), so a quiet cluster can be shown to cost nothing, and
-//! every write refused while this replica does not hold the leader fence.
+//! The Kubernetes client of `keyward run`: every request it sends counted by method
+//! (`keyward_kube_requests_total`), so a quiet cluster can be shown to cost nothing; sent
+//! no faster than `--kube-qps` with bursts of `--kube-burst`; sent again after the server's
+//! `Retry-After` when the API server answers 429 (or 503/504); and every write refused
+//! while this replica does not hold the leader fence.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use http::Method;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::{Method, StatusCode};
+use kube::client::retry::RetryPolicy;
 use kube::client::{Body, ClientBuilder};
 use kube::{Client, Config};
-use tower::filter::FilterLayer;
-use tower::util::MapRequestLayer;
+use tower::buffer::BufferLayer;
+use tower::filter::{AsyncFilterLayer, FilterLayer};
+use tower::retry::RetryLayer;
+use tower::{Service, ServiceBuilder};
 
 use crate::controller::leader::Fence;
 use crate::metrics::Metrics;
@@ -22,20 +29,95 @@ pub struct Fenced {
     pub path: String,
 }
 
+/// Default of `--kube-qps`: requests per second, sustained (see docs/controller.md for the
+/// measurement behind it).
+pub const DEFAULT_QPS: u32 = 300;
+/// Default of `--kube-burst`: requests sent at once before `--kube-qps` applies.
+pub const DEFAULT_BURST: u32 = 600;
+
+/// The client-side rate limit (`--kube-qps`, `--kube-burst`). A `qps` of 0 sends without
+/// a limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub qps: u32,
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            qps: DEFAULT_QPS,
+            burst: DEFAULT_BURST,
+        }
+    }
+}
+
+impl RateLimit {
+    /// The token bucket of this limit: `qps` per second, `burst` (at least 1) at once.
+    fn limiter(self) -> Option<Arc<DefaultDirectRateLimiter>> {
+        let qps = NonZeroU32::new(self.qps)?;
+        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
+        Some(Arc::new(RateLimiter::direct(
+            Quota::per_second(qps).allow_burst(burst),
+        )))
+    }
+}
+
 /// A client for the cluster of the current kubeconfig (or in-cluster config). Writes other
 /// than the leader election's own go out only while `fence` is held.
-pub async fn counted(metrics: Arc<Metrics>, fence: Arc<Fence>) -> Result<Client, kube::Error> {
+pub async fn counted(
+    metrics: Arc<Metrics>,
+    fence: Arc<Fence>,
+    limit: RateLimit,
+) -> Result<Client, kube::Error> {
     let config = Config::infer().await.map_err(kube::Error::InferConfig)?;
-    counted_with(config, metrics, fence)
+    counted_with(config, metrics, fence, limit)
 }
 
 /// [`counted`], from a given configuration.
 pub fn counted_with(
-    config: Config,
+    mut config: Config,
     metrics: Arc<Metrics>,
     fence: Arc<Fence>,
+    limit: RateLimit,
 ) -> Result<Client, kube::Error> {
-    let count = MapRequestLayer::new(move |request: http::Request<Body>| {
+    // kube adds the same retry policy beneath every layer given here; it is turned off
+    // there so that a retry is counted and limited like any request.
+    config.default_retry = false;
+    let limiter = limit.limiter();
+    let builder = ClientBuilder::try_from(config)?;
+    Ok(builder
+        .with_layer(&tower::layer::layer_fn(|inner| {
+            layered(inner, metrics.clone(), fence.clone(), limiter.clone())
+        }))
+        .build())
+}
+
+/// The service `inner` (the HTTP stack kube builds) behind this client's layers, from the
+/// caller inward: the fence (a refused write is never sent, so never counted or limited);
+/// the retry of a 429, 503 or 504 answer, after the server's `Retry-After` when it gives
+/// one (kube's own policy, placed here so that each attempt passes the layers below it);
+/// the rate limit; the count of what is sent, and of 429 answers.
+fn layered<S, B>(
+    inner: S,
+    metrics: Arc<Metrics>,
+    fence: Arc<Fence>,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+) -> impl Service<
+    http::Request<Body>,
+    Response = http::Response<B>,
+    Error = tower::BoxError,
+    Future: Send + 'static,
+> + Send
++ 'static
+where
+    S: Service<http::Request<Body>, Response = http::Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<tower::BoxError> + Send + Sync + 'static,
+    B: Send + 'static,
+{
+    let throttled = metrics.clone();
+    let count = move |request: http::Request<Body>| {
         metrics.kube_request(request.method().as_str());
         if is_write(request.method()) {
             tracing::debug!(
@@ -52,13 +134,51 @@ pub fn counted_with(
             );
         }
         request
-    });
-    // Outside the counter: a refused write is never sent, so it is not counted.
-    let fenced = FilterLayer::new(refuse_unfenced::<Body>(fence));
-    Ok(ClientBuilder::try_from(config)?
-        .with_layer(&count)
-        .with_layer(&fenced)
-        .build())
+    };
+    ServiceBuilder::new()
+        .layer(FilterLayer::new(refuse_unfenced::<Body>(fence)))
+        .layer(RetryLayer::new(RetryPolicy::server_retry()))
+        .layer(AsyncFilterLayer::new(rate_limited::<Body>(limiter)))
+        // The layers above hold on to the stack while a request waits (for its token, or
+        // to be sent again): the buffer makes what is below shareable.
+        .layer(BufferLayer::new(1024))
+        .map_request(count)
+        .map_response(note_throttled(move || throttled.kube_throttled()))
+        .service(inner)
+}
+
+/// Counts each 429 Too Many Requests answer (the retry layer above sends the request
+/// again).
+fn note_throttled<B>(
+    on_throttled: impl Fn() + Clone,
+) -> impl Fn(http::Response<B>) -> http::Response<B> + Clone {
+    move |response| {
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            tracing::debug!("the API server answered 429 Too Many Requests");
+            on_throttled();
+        }
+        response
+    }
+}
+
+/// The rate limit's filter: a request waits for its token. The leader election's Lease
+/// requests never wait: a renewal queued behind a burst of writes could let the Lease
+/// lapse, and they are few (one every few seconds).
+fn rate_limited<B: Send + 'static>(
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+) -> impl FnMut(
+    http::Request<B>,
+) -> futures::future::BoxFuture<'static, Result<http::Request<B>, tower::BoxError>>
++ Clone {
+    move |request| {
+        let limiter = limiter.clone().filter(|_| !is_lease(request.uri().path()));
+        Box::pin(async move {
+            if let Some(limiter) = limiter {
+                limiter.until_ready().await;
+            }
+            Ok(request)
+        })
+    }
 }
 
 /// The fence's filter: a request that needs the fence passes only while it is held.
@@ -202,5 +322,89 @@ mod tests {
             through_fence(Arc::new(Fence::open()), Method::DELETE, secret).await,
             Ok(())
         );
+    }
+    fn request(method: Method, path: &str) -> http::Request<Body> {
+        let mut request = http::Request::new(Body::empty());
+        *request.method_mut() = method;
+        *request.uri_mut() = path.parse().unwrap_or_default();
+        request
+    }
+
+    fn sample(metrics: &Metrics, series: &str) -> Option<String> {
+        metrics.encode().lines().find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')
+                .map(str::to_owned)
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_is_sent_again_after_the_servers_retry_after_and_both_are_counted() {
+        use tower::ServiceExt;
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = {
+            let sent = sent.clone();
+            tower::service_fn(move |_: http::Request<Body>| {
+                let n = sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    let mut response = http::Response::new(String::new());
+                    if n == 0 {
+                        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                        response
+                            .headers_mut()
+                            .insert("Retry-After", http::HeaderValue::from_static("3"));
+                    }
+                    Ok::<_, tower::BoxError>(response)
+                }
+            })
+        };
+        let metrics = Arc::new(Metrics::new());
+        let client = layered(server, metrics.clone(), Arc::new(Fence::open()), None);
+        let started = tokio::time::Instant::now();
+        let answer = client
+            .oneshot(request(Method::PATCH, "/api/v1/namespaces/a/secrets/k"))
+            .await
+            .map(|r| r.status());
+        assert_eq!(answer.ok(), Some(StatusCode::OK));
+        assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(
+            started.elapsed() >= std::time::Duration::from_secs(3),
+            "sent again after {:?}, before the server's Retry-After of 3 s",
+            started.elapsed()
+        );
+        // Both attempts were sent, so both are counted; the 429 is counted as such.
+        assert_eq!(
+            sample(&metrics, "keyward_kube_requests_total{method=\"PATCH\"}").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            sample(&metrics, "keyward_kube_throttled_total").as_deref(),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn the_rate_limit_holds_what_exceeds_its_burst_but_never_the_leases_requests() {
+        use futures::FutureExt;
+        let limit = RateLimit { qps: 1, burst: 2 };
+        let mut filter = rate_limited::<()>(limit.limiter());
+        let get = |path: &str| {
+            http::Request::builder()
+                .uri(path)
+                .body(())
+                .unwrap_or_default()
+        };
+        let secret = "/api/v1/namespaces/a/secrets/k";
+        // The burst goes at once; the next request waits for a token (one a second).
+        assert!(filter(get(secret)).now_or_never().is_some());
+        assert!(filter(get(secret)).now_or_never().is_some());
+        assert!(filter(get(secret)).now_or_never().is_none());
+        // The election's renewal does not wait behind the writes.
+        assert!(filter(get(LEASE)).now_or_never().is_some());
+        // No limit: nothing waits.
+        let mut unlimited = rate_limited::<()>(RateLimit { qps: 0, burst: 1 }.limiter());
+        for _ in 0..100 {
+            assert!(unlimited(get(secret)).now_or_never().is_some());
+        }
     }
 }

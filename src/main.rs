@@ -25,6 +25,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the controller against the cluster of the current kubeconfig (or in-cluster).
     Run {
@@ -52,11 +54,18 @@ enum Command {
         /// PolicyCompliant=False reason=Clamped).
         #[arg(long, default_value = "1m", value_parser = parse_duration)]
         min_rotation_interval: std::time::Duration,
-        /// Reconciles each controller runs at once (ApiKeys, ServiceAccountCredentials,
-        /// Tenants, PartnerIntegrations each have their own bound); what is due beyond it
-        /// waits its turn.
+        /// Passes that do work at once: ApiKeys and ServiceAccountCredentials share one
+        /// bound, admitted by urgency (expiries and revocations first, then issues and
+        /// rotations, then the rest); Tenants and PartnerIntegrations each have their own.
         #[arg(long, default_value_t = keyward::controller::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..))]
         concurrency: u16,
+        /// Requests per second sent to the Kubernetes API, sustained (`0`: no limit). The
+        /// leader election's Lease requests are never held back.
+        #[arg(long, default_value_t = keyward::client::DEFAULT_QPS)]
+        kube_qps: u32,
+        /// Requests sent to the Kubernetes API at once before --kube-qps applies.
+        #[arg(long, default_value_t = keyward::client::DEFAULT_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+        kube_burst: u32,
         /// Vault's address (http:// or https://). Without it, a key with spec.vault says
         /// Synced=False reason=VaultUnavailable and a Vault-only key is not issued.
         #[arg(long, env = "VAULT_ADDR")]
@@ -142,6 +151,8 @@ fn main() -> ExitCode {
             scan_interval,
             min_rotation_interval,
             concurrency,
+            kube_qps,
+            kube_burst,
             vault_addr,
             vault_role,
             vault_auth_mount,
@@ -174,6 +185,10 @@ fn main() -> ExitCode {
                 min_rotation_interval: chrono::Duration::from_std(min_rotation_interval)
                     .unwrap_or(chrono::Duration::MAX),
                 concurrency,
+                rate_limit: keyward::client::RateLimit {
+                    qps: kube_qps,
+                    burst: kube_burst,
+                },
                 vault: vault_addr.map(|addr| keyward::store::vault::VaultConfig {
                     addr,
                     role: vault_role,

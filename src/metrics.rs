@@ -143,6 +143,7 @@ pub struct Metrics {
     reconcile_duration: HistogramFamily<ControllerLabels>,
     reconcile_errors: Family<ReconcileErrorLabels, Counter>,
     kube_requests: Family<KubeRequestLabels, Counter>,
+    kube_throttled: Counter,
     vault_requests: Family<VaultRequestLabels, Counter>,
     /// Last view of every credential; also serialises all credential-gauge updates so a
     /// decrement-to-zero check and the following removal cannot interleave with another update.
@@ -223,6 +224,12 @@ impl Metrics {
             "Requests sent to the Kubernetes API by HTTP method (a quiet cluster costs none)",
             kube_requests.clone(),
         );
+        let kube_throttled = Counter::default();
+        registry.register(
+            "kube_throttled",
+            "Answers 429 Too Many Requests from the Kubernetes API (API Priority and Fairness); each request was sent again after the server's Retry-After",
+            kube_throttled.clone(),
+        );
         let vault_requests = Family::<VaultRequestLabels, Counter>::default();
         registry.register(
             "vault_requests",
@@ -241,6 +248,7 @@ impl Metrics {
             reconcile_duration,
             reconcile_errors,
             kube_requests,
+            kube_throttled,
             vault_requests,
             observed: Mutex::new(HashMap::new()),
             finding_labels: Mutex::new(HashSet::new()),
@@ -325,6 +333,11 @@ impl Metrics {
                 method: method.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts one 429 Too Many Requests answer of the Kubernetes API.
+    pub fn kube_throttled(&self) {
+        self.kube_throttled.inc();
     }
 
     /// Counts one request to Vault.

@@ -138,6 +138,8 @@ fn helm_lint_passes_with_default_and_all_options_values() {
 fn values_outside_the_schema_are_refused_naming_the_field() {
     for (set, field) in [
         ("controller.concurrency=0", "/controller/concurrency"),
+        ("controller.kubeBurst=0", "/controller/kubeBurst"),
+        ("controller.kubeQps=-1", "/controller/kubeQps"),
         ("controller.scanInterval=1d", "/controller/scanInterval"),
         ("vault.prefix=keyward", "/vault/prefix"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
@@ -247,6 +249,8 @@ fn all_options_render_every_optional_part() {
         "--vault-ca-cert=/etc/keyward/vault-ca/ca.crt",
         "--namespace=team-a",
         "--concurrency=8",
+        "--kube-qps=50",
+        "--kube-burst=100",
     ] {
         assert!(args.contains(&flag), "{flag} not in {args:?}");
     }

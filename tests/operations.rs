@@ -1,7 +1,8 @@
 //! Operating properties on the real control plane: a quiet cluster costs no requests, the
 //! contract's metrics are served, and a process killed at any instant mid-rotation never
 //! loses a value, never rotates twice for one due time and never serves an empty key; a
-//! rotation costs its three writes and nothing more.
+//! rotation costs its three writes and nothing more; under a backlog, values are withdrawn
+//! before rotations are done.
 
 mod support;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use keyward::api::{ApiKey, CredentialState, Tenant};
+use keyward::api::{ApiKey, CredentialState, PartnerIntegration, Tenant};
 use keyward::store::value::Fingerprint;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -478,5 +479,128 @@ async fn a_rotation_costs_three_requests_and_the_passes_its_writes_wake_none() {
                 .join("\n")
         );
     }
+    cleanup(env, &tenant).await;
+}
+
+/// The keys of `keys` whose status satisfies `pred`.
+async fn counted(keys: &Api<ApiKey>, prefix: &str, pred: impl Fn(&ApiKey) -> bool) -> usize {
+    keys.list(&Default::default())
+        .await
+        .map(|list| {
+            list.items
+                .iter()
+                .filter(|k| k.name_any().starts_with(prefix) && pred(k))
+                .count()
+        })
+        .unwrap_or_default()
+}
+
+async fn until_counted(
+    keys: &Api<ApiKey>,
+    prefix: &str,
+    want: usize,
+    what: &str,
+    pred: impl Fn(&ApiKey) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let n = counted(keys, prefix, &pred).await;
+        if n >= want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {n} of {want} after 180 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn keys_revoked_during_a_backlog_of_rotations_lose_their_value_before_it_drains() {
+    const BACKLOG: usize = 40;
+    const URGENT: usize = 3;
+    let env = TestEnv::new("urgent").await;
+    let tenant = tenant(&env, json!({})).await;
+    let pis: Api<PartnerIntegration> = Api::namespaced(env.client.clone(), &env.ns);
+    support::create(
+        &pis,
+        "globex",
+        json!({"tenant": tenant, "partner": {"name": "Globex"}, "owner": "alice"}),
+    )
+    .await;
+    // One pass at a time, ten requests a second: a rotation (three writes) takes about
+    // 0.3 s, so forty of them are a backlog of about twelve seconds.
+    let op = Operator::start_with(
+        &env.ns,
+        &["--concurrency=1", "--kube-qps=10", "--kube-burst=1"],
+    )
+    .await;
+    let keys: Api<ApiKey> = Api::namespaced(env.client.clone(), &env.ns);
+    for i in 0..BACKLOG {
+        key(
+            &env,
+            &format!("r-{i}"),
+            json!({"tenant": tenant, "owner": "alice"}),
+        )
+        .await;
+    }
+    for i in 0..URGENT {
+        key(
+            &env,
+            &format!("u-{i}"),
+            json!({"tenant": tenant, "owner": "alice", "integration": "globex"}),
+        )
+        .await;
+    }
+    let issued = |k: &ApiKey| k.status.as_ref().and_then(|s| s.version) == Some(1);
+    until_counted(&keys, "r-", BACKLOG, "backlog keys issued", issued).await;
+    until_counted(&keys, "u-", URGENT, "integration keys issued", issued).await;
+    fault::settled_requests(&op, Duration::from_secs(2), T).await;
+
+    // Every backlog key is asked to rotate, then the integration is suspended: its keys'
+    // revocations come due last, behind forty rotations.
+    for i in 0..BACKLOG {
+        keys.patch(
+            &format!("r-{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"keyward.io/rotate": "backlog"}}})),
+        )
+        .await
+        .unwrap();
+    }
+    pis.patch(
+        "globex",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspended": true}})),
+    )
+    .await
+    .unwrap();
+
+    let revoked =
+        |k: &ApiKey| k.status.as_ref().and_then(|s| s.state) == Some(CredentialState::Revoked);
+    let rotated = |k: &ApiKey| {
+        k.status
+            .as_ref()
+            .and_then(|s| s.last_rotation_request.as_deref())
+            == Some("backlog")
+    };
+    until_counted(&keys, "u-", URGENT, "integration keys revoked", revoked).await;
+    let done = counted(&keys, "r-", rotated).await;
+    assert!(
+        done < BACKLOG / 2,
+        "the revocations waited for the rotations: {done} of {BACKLOG} rotated before the \
+         last of {URGENT} revoked keys lost its value"
+    );
+    // Their Secrets are gone, not only their status.
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
+    for i in 0..URGENT {
+        assert!(
+            secrets.get_opt(&format!("u-{i}")).await.unwrap().is_none(),
+            "u-{i} still has its Secret"
+        );
+    }
+    // The backlog drains behind them: nothing is starved.
+    until_counted(&keys, "r-", BACKLOG, "backlog rotated", rotated).await;
     cleanup(env, &tenant).await;
 }

@@ -55,6 +55,7 @@ async fn a_copy_is_found_from_its_watch_event_without_any_scan_and_rest_costs_no
         support::config().await,
         metrics.clone(),
         Arc::new(keyward::controller::leader::Fence::open()),
+        keyward::client::RateLimit::default(),
     )
     .unwrap();
     let test_client = a.client.clone();

@@ -96,6 +96,47 @@ fn parse_spec(key: &ApiKey) -> (CredentialSpec, Duration, Option<String>) {
     )
 }
 
+/// How urgent a pass of this key is, from its status and its lifecycle now (no request):
+/// the credential gate admits the most urgent first.
+pub fn urgency(key: &ApiKey, ctx: &Context) -> super::gate::Urgency {
+    let now = now();
+    let prior = key.status.clone().unwrap_or_default();
+    // Active, and the effective rotation interval (the tenant's policy included).
+    let (active, every) = key
+        .namespace()
+        .map(|namespace| {
+            let (spec, _, problem) = parse_spec(key);
+            let lifecycle = credential::lifecycle(ctx, &ctx.tenancy(), key, &namespace, &spec, now);
+            (
+                lifecycle.is_active() && problem.is_none(),
+                lifecycle.rotation_every,
+            )
+        })
+        .unwrap_or((false, None));
+    let rotated = prior.last_rotated_at.or(prior.issued_at).map(|t| t.0);
+    let renew_at = [
+        prior.next_rotation_at.map(|t| t.0),
+        rotated
+            .zip(every)
+            .and_then(|(at, every)| at.checked_add_signed(every)),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    let request = key.annotations().get(labels::ROTATE).map(String::as_str);
+    super::gate::urgency(
+        &super::gate::Due {
+            deleting: key.metadata.deletion_timestamp.is_some(),
+            served: prior.state == Some(CredentialState::Active),
+            active,
+            renew_at,
+            overlap_ends: prior.previous_valid_until.map(|t| t.0),
+            requested: request.is_some() && request != prior.last_rotation_request.as_deref(),
+        },
+        now,
+    )
+}
+
 pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer("apikey");
     let Some(key) = credential::current(&ctx, &ctx.keys, key).await? else {

@@ -72,6 +72,9 @@ pub struct Context {
     pub min_rotation_interval: chrono::Duration,
     /// The Vault store of ApiKey values, when `--vault-addr` is given.
     pub vault: Option<Arc<crate::store::vault::Vault>>,
+    /// The bound on credential passes doing work at once (`--concurrency`), most urgent
+    /// first.
+    pub gate: Arc<super::gate::Gate>,
 }
 
 /// The tenancy index behind a lock: readers take a cheap snapshot (`Arc`); the fan-out
@@ -118,6 +121,7 @@ impl Context {
             unreachable: Arc::default(),
             min_rotation_interval,
             vault: None,
+            gate: super::gate::Gate::new(usize::from(super::DEFAULT_CONCURRENCY)),
         }
     }
 

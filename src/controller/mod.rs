@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod conflicts;
 pub mod context;
 pub mod credential;
+pub mod gate;
 pub mod index;
 pub mod integration;
 pub mod leader;
@@ -58,8 +59,11 @@ pub struct Options {
     pub scan_interval: StdDuration,
     /// The write floor: the shortest effective rotation interval or token refresh period.
     pub min_rotation_interval: chrono::Duration,
-    /// Reconciles each controller runs at once (`--concurrency`).
+    /// Credential passes doing work at once (`--concurrency`), admitted by urgency; also
+    /// the bound of the Tenant and PartnerIntegration controllers each.
     pub concurrency: u16,
+    /// The client-side rate limit (`--kube-qps`, `--kube-burst`).
+    pub rate_limit: crate::client::RateLimit,
     /// The Vault store of ApiKey values (`--vault-addr` and the other `--vault-*` flags).
     pub vault: Option<crate::store::vault::VaultConfig>,
 }
@@ -86,20 +90,45 @@ fn object_id<K: ResourceExt>(kind: &'static str, object: &K) -> ObjectId {
 
 /// Wraps a reconcile: a panic becomes an error of that one object (it backs off like any
 /// other error and the controller keeps governing the rest), and a success resets the
-/// object's backoff.
+/// object's backoff. A gated pass first waits for the credential gate ([`gate`]).
 fn guarded<K, F, Fut>(
     kind: &'static str,
+    gated: Option<Gated<K>>,
     reconcile: F,
 ) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>>
 where
-    K: ResourceExt + Send + Sync + 'static,
-    F: Fn(Arc<K>, Arc<Context>) -> Fut,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
 {
     move |object, ctx| {
         let id = object_id(kind, object.as_ref());
-        let pass = reconcile(object, ctx.clone());
+        let reconcile = reconcile.clone();
+        let waiting = gated.map(|gated| {
+            let urgency = (gated.urgency)(object.as_ref(), ctx.as_ref());
+            (gated, urgency, ObjectRef::from_obj(object.as_ref()))
+        });
+        // A waiting pass keeps only the object's name, not the copy it was woken with (a
+        // wave of 10,000 due keys would keep 10,000 copies the store has since replaced),
+        // and the pass itself is built once admitted.
+        let mut object = waiting.is_none().then_some(object);
         async move {
+            let _permit = match waiting {
+                Some((gated, urgency, reference)) => {
+                    let permit = ctx.gate.admit(urgency).await;
+                    let Some(latest) = (gated.store)(ctx.as_ref()).get(&reference) else {
+                        // Gone while it waited: its deletion was the last change.
+                        return Ok(Action::await_change());
+                    };
+                    object = Some(latest);
+                    Some(permit)
+                }
+                None => None,
+            };
+            let Some(object) = object else {
+                return Ok(Action::await_change());
+            };
+            let pass = Box::pin(reconcile(object, ctx.clone()));
             let result = match std::panic::AssertUnwindSafe(pass).catch_unwind().await {
                 Ok(result) => result,
                 Err(payload) => Err(Error::Panicked(panic_message(payload.as_ref()))),
@@ -112,6 +141,21 @@ where
         .boxed()
     }
 }
+
+/// How a credential controller's passes go through the gate: the urgency of a pass, and
+/// the store its object is taken from once admitted.
+struct Gated<K: Resource<DynamicType = ()> + Clone + 'static> {
+    urgency: fn(&K, &Context) -> gate::Urgency,
+    store: fn(&Context) -> &Store<K>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Clone for Gated<K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Copy for Gated<K> {}
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let text = payload
@@ -422,7 +466,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         Some(_) => leader::Fence::closed(),
         None => leader::Fence::open(),
     });
-    let client = crate::client::counted(metrics.clone(), fence.clone()).await?;
+    let client = crate::client::counted(metrics.clone(), fence.clone(), options.rate_limit).await?;
     let health = Health::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = {
@@ -457,6 +501,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         options.namespace.clone(),
         options.min_rotation_interval,
     );
+    ctx.gate = gate::Gate::new(usize::from(options.concurrency));
     if let Some(config) = options.vault.clone() {
         tracing::info!(
             addr = config.addr,
@@ -577,13 +622,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // Tenant and integration statuses only carry counts and consistency: a short debounce
     // folds a wave of credential changes into one status write.
     let bounded = kube::runtime::controller::Config::default().concurrency(options.concurrency);
-    let counts_debounce = bounded.clone().debounce(StdDuration::from_millis(500));
+    let counts_debounce = bounded.debounce(StdDuration::from_millis(500));
+    // The credential controllers start every due pass at once: the gate, shared by both,
+    // bounds those doing work and admits the most urgent first.
+    let gated = kube::runtime::controller::Config::default();
     let tenant_ctl = Controller::for_stream(stream::pending(), tenants.clone())
         .with_config(counts_debounce.clone())
         .reconcile_on(tenant_rx)
         .graceful_shutdown_on(stopped())
         .run(
-            guarded(tenant::KIND, tenant::reconcile),
+            guarded(tenant::KIND, None, tenant::reconcile),
             |o, e, c| error_policy(o, e, c, "tenant", tenant::KIND),
             ctx.clone(),
         )
@@ -593,29 +641,43 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .reconcile_on(pi_rx)
         .graceful_shutdown_on(stopped())
         .run(
-            guarded(integration::KIND, integration::reconcile),
+            guarded(integration::KIND, None, integration::reconcile),
             |o, e, c| error_policy(o, e, c, "partnerintegration", integration::KIND),
             ctx.clone(),
         )
         .for_each(|_| async {});
     let key_ctl = Controller::for_stream(stream::pending(), keys.clone())
-        .with_config(bounded.clone())
+        .with_config(gated.clone())
         .trigger_backoff(watch_backoff())
         .reconcile_on(key_rx)
         .graceful_shutdown_on(stopped())
         .run(
-            guarded(api_key::KIND, api_key::reconcile),
+            guarded(
+                api_key::KIND,
+                Some(Gated {
+                    urgency: api_key::urgency,
+                    store: |ctx| &ctx.keys,
+                }),
+                api_key::reconcile,
+            ),
             |o, e, c| error_policy(o, e, c, "apikey", api_key::KIND),
             ctx.clone(),
         )
         .for_each(|_| async {});
     let sac_ctl = Controller::for_stream(stream::pending(), sacs.clone())
-        .with_config(bounded)
+        .with_config(gated)
         .trigger_backoff(watch_backoff())
         .reconcile_on(sac_rx)
         .graceful_shutdown_on(stopped())
         .run(
-            guarded(sa_credential::KIND, sa_credential::reconcile),
+            guarded(
+                sa_credential::KIND,
+                Some(Gated {
+                    urgency: sa_credential::urgency,
+                    store: |ctx| &ctx.sacs,
+                }),
+                sa_credential::reconcile,
+            ),
             |o, e, c| error_policy(o, e, c, "serviceaccountcredential", sa_credential::KIND),
             ctx.clone(),
         )

@@ -160,6 +160,51 @@ struct Served {
     token: Token,
 }
 
+/// How urgent a pass of this credential is, from its status and its lifecycle now (no
+/// request): the credential gate admits the most urgent first. A token refresh is this
+/// kind's rotation.
+pub fn urgency(sac: &ServiceAccountCredential, ctx: &Context) -> super::gate::Urgency {
+    let now = now();
+    let prior = sac.status.clone().unwrap_or_default();
+    let (active, every) = sac
+        .namespace()
+        .map(|namespace| {
+            let (parsed, problem) = parse_spec(sac);
+            let lifecycle =
+                credential::lifecycle(ctx, &ctx.tenancy(), sac, &namespace, &parsed.spec, now);
+            (
+                lifecycle.is_active() && problem.is_none(),
+                lifecycle.rotation_every,
+            )
+        })
+        .unwrap_or((false, None));
+    let lineage_ends = prior
+        .issued_at
+        .map(|t| t.0)
+        .zip(every)
+        .and_then(|(at, every)| at.checked_add_signed(every));
+    let renew_at = [
+        prior.next_refresh_at.map(|t| t.0),
+        prior.token_expires_at.map(|t| t.0),
+        lineage_ends,
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    let request = sac.annotations().get(labels::ROTATE).map(String::as_str);
+    super::gate::urgency(
+        &super::gate::Due {
+            deleting: sac.metadata.deletion_timestamp.is_some(),
+            served: prior.state == Some(CredentialState::Active),
+            active,
+            renew_at,
+            overlap_ends: None,
+            requested: request.is_some() && request != prior.last_rotation_request.as_deref(),
+        },
+        now,
+    )
+}
+
 pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer("serviceaccountcredential");
     let Some(sac) = credential::current(&ctx, &ctx.sacs, sac).await? else {
