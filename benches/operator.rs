@@ -8,17 +8,26 @@
 //!   1,000 ServiceAccountCredentials beside the keys at the largest scale;
 //! - requests over a quiet minute;
 //! - expiry lag (p50/p99/max) of 1,000 keys expiring within 10 s;
-//! - time from a value being copied into another tenant's namespace to `CrossTenant=True`.
+//! - time from a value being copied into another tenant's namespace to `CrossTenant=True`;
+//! - another client's steady stream of unrelated writes (ConfigMap patches, 100/s) during
+//!   the rotation wave against the same stream alone just before it: its rate and p99,
+//!   and the API server's own latency (`apiserver_request_duration_seconds`) for
+//!   keyward's writes and for the other client's.
 //!
 //! `cargo bench --bench operator` (or `make bench`), alone on a running plane
 //! (`make cluster-up`). Knobs: `KEYWARD_BENCH_KEYS` (scales, default `1000,10000`),
 //! `KEYWARD_BENCH_SECRETS` (100000, at the largest scale), `KEYWARD_BENCH_SACS` (1000, at
 //! the largest scale), `KEYWARD_BENCH_EXPIRING` (1000, at the smallest scale),
-//! `KEYWARD_BENCH_QUIET_SECS` (60), `KEYWARD_BENCH_REPORT` (default `docs/performance.md`;
-//! empty: print only), `KEYWARD_KUBECONFIG`.
+//! `KEYWARD_BENCH_QUIET_SECS` (60), `KEYWARD_BENCH_LOAD_RATE` (100 writes/s),
+//! `KEYWARD_BENCH_OPERATOR_ARGS` (more `keyward run` flags, space-separated, e.g.
+//! `--kube-qps 0` to measure without the rate limit), `KEYWARD_BENCH_REPORT` (default
+//! `docs/performance.md`; empty: print only), `KEYWARD_KUBECONFIG`.
 
 mod common;
-use common::{create_all, env_or, kubeconfig, memory, requests, settled};
+use common::{
+    apiserver_latency, create_all, env_or, kubeconfig, latency_quantile, memory, requests, settled,
+    steady_writes,
+};
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -186,10 +195,16 @@ impl World {
         ]
     }
 
+    /// Where the other client writes: no tenant's.
+    fn load_namespace(&self) -> String {
+        format!("bench-{}-load", self.id)
+    }
+
     fn all_namespaces(&self) -> Vec<String> {
         let mut all = self.key_namespaces();
         all.extend(self.secret_namespaces());
         all.extend(self.extra_namespaces());
+        all.push(self.load_namespace());
         all
     }
 
@@ -374,6 +389,35 @@ impl World {
         if since < every {
             tokio::time::sleep(every - since).await;
         }
+        // The other client alone, for as long as a wave of 1,000 keys takes.
+        let load_rate = env_or("KEYWARD_BENCH_LOAD_RATE", 100) as u32;
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let alone = tokio::spawn(steady_writes(
+            self.client.clone(),
+            self.load_namespace(),
+            load_rate,
+            stop,
+        ));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let _ = stop_tx.send(true);
+        let alone = alone.await?;
+        let keyward_writes = |verb: &str, resource: &str| {
+            ["PATCH", "PUT", "POST", "APPLY", "DELETE"].contains(&verb)
+                && ["secrets", "apikeys", "events"].contains(&resource)
+        };
+        let other_writes = |verb: &str, resource: &str| verb == "PATCH" && resource == "configmaps";
+        let (keyward_before, other_before) = (
+            apiserver_latency(&self.client, keyward_writes).await,
+            apiserver_latency(&self.client, other_writes).await,
+        );
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let beside = tokio::spawn(steady_writes(
+            self.client.clone(),
+            self.load_namespace(),
+            load_rate,
+            stop,
+        ));
+
         let before = requests(op.port).await;
         let wave = Instant::now();
         tenants
@@ -390,6 +434,12 @@ impl World {
         })
         .await?;
         let rotation = wave.elapsed();
+        let _ = stop_tx.send(true);
+        let beside = beside.await?;
+        let (keyward_after, other_after) = (
+            apiserver_latency(&self.client, keyward_writes).await,
+            apiserver_latency(&self.client, other_writes).await,
+        );
         let rotated_requests = settled(op.port).await - before;
         tenants
             .patch(
@@ -408,6 +458,28 @@ impl World {
                 rotated_requests / n as f64
             ),
             "≤ 3 requests per key".into(),
+        ));
+        rows.push((
+            format!("another client's {load_rate} writes/s during the rotation wave of {n} keys"),
+            format!(
+                "{:.0}/s ({:.0}% of its {:.0}/s alone), p99 {:.3} s (alone {:.3} s), {} failed",
+                beside.rate(),
+                100.0 * beside.rate() / alone.rate().max(f64::MIN_POSITIVE),
+                alone.rate(),
+                beside.quantile(0.99),
+                alone.quantile(0.99),
+                beside.failed
+            ),
+            "≥ 80%, p99 < 1 s".into(),
+        ));
+        let (keyward_p99, keyward_n) = latency_quantile(&keyward_before, &keyward_after, 0.99);
+        let (other_p99, other_n) = latency_quantile(&other_before, &other_after, 0.99);
+        rows.push((
+            format!("API server latency during the wave of {n} keys, p99 (its histogram's bucket)"),
+            format!(
+                "keyward's writes ≤ {keyward_p99} s ({keyward_n:.0} requests); the other client's ≤ {other_p99} s ({other_n:.0})"
+            ),
+            String::new(),
         ));
         rows.push((
             format!("RSS after the rotation wave of {n} keys"),
@@ -677,7 +749,11 @@ impl Operator {
             "info",
             Stdio::piped(),
         )?;
-        let mut child = command.args(["--min-rotation-interval", "1s"]).spawn()?;
+        let extra = std::env::var("KEYWARD_BENCH_OPERATOR_ARGS").unwrap_or_default();
+        let mut child = command
+            .args(["--min-rotation-interval", "1s"])
+            .args(extra.split_whitespace())
+            .spawn()?;
         let pid = child.id().unwrap_or_default();
         let stderr = child
             .stderr

@@ -114,3 +114,165 @@ pub fn memory(pid: u32) -> (u64, u64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
+
+/// The API server's `apiserver_request_duration_seconds` histogram, summed over the series
+/// whose labels `select` accepts: (upper bound, cumulative count) per bucket.
+pub async fn apiserver_latency(
+    client: &kube::Client,
+    select: impl Fn(&str, &str) -> bool,
+) -> Vec<(f64, f64)> {
+    let request = http::Request::get("/metrics").body(Vec::new());
+    let Ok(request) = request else {
+        return Vec::new();
+    };
+    let text = client.request_text(request).await.unwrap_or_default();
+    let label = |line: &str, name: &str| -> String {
+        let key = format!("{name}=\"");
+        line.split_once(&key)
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(value, _)| value.to_owned())
+            .unwrap_or_default()
+    };
+    let mut buckets: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_duration_seconds_bucket{"))
+    {
+        let (verb, resource) = (label(line, "verb"), label(line, "resource"));
+        if !select(&verb, &resource) {
+            continue;
+        }
+        let le = match label(line, "le").as_str() {
+            "+Inf" => f64::INFINITY,
+            le => le.parse().unwrap_or(f64::INFINITY),
+        };
+        let count: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let entry = buckets.entry(le.to_bits()).or_insert((le, 0.0));
+        entry.1 += count;
+    }
+    let mut out: Vec<(f64, f64)> = buckets.into_values().collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// The quantile `q` of the requests between two readings of [`apiserver_latency`], as the
+/// upper bound of the bucket it falls in, and how many requests there were.
+pub fn latency_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> (f64, f64) {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before
+                .iter()
+                .find(|(l, _)| l == le)
+                .map_or(0.0, |(_, n)| *n);
+            (*le, n - was)
+        })
+        .collect();
+    let total = delta.last().map_or(0.0, |(_, n)| *n);
+    let want = total * q;
+    let at = delta
+        .iter()
+        .find(|(_, n)| *n >= want && total > 0.0)
+        .map_or(f64::NAN, |(le, _)| *le);
+    (at, total)
+}
+
+/// What a steady stream of writes saw: how many it completed in how long, and the client
+/// side latency of each.
+pub struct Load {
+    pub done: usize,
+    pub failed: usize,
+    pub elapsed: Duration,
+    pub latencies: Vec<f64>,
+}
+
+impl Load {
+    pub fn rate(&self) -> f64 {
+        self.done as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    pub fn quantile(&self, q: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted
+            .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+}
+
+/// Another client of the API server: `rate` merge patches per second of ConfigMaps
+/// `load-0..load-99` in `namespace` (which it creates), at most 64 in flight (a write
+/// that finds 64 in flight is skipped, so a slow server lowers the rate), until `stop`
+/// turns true.
+pub async fn steady_writes(
+    client: kube::Client,
+    namespace: String,
+    rate: u32,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Load {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Patch, PatchParams};
+    let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    let maps: Vec<Value> = (0..100)
+        .map(|i| serde_json::json!({"metadata": {"name": format!("load-{i}")}, "data": {"n": "0"}}))
+        .collect();
+    create_all(&api, maps).await;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    let latencies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tick.tick() => {}
+        }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        n += 1;
+        let (api, latencies, failed) = (api.clone(), latencies.clone(), failed.clone());
+        tasks.spawn(async move {
+            let sent = std::time::Instant::now();
+            let patch = serde_json::json!({"data": {"n": n.to_string()}});
+            let result = api
+                .patch(
+                    &format!("load-{}", n % 100),
+                    &PatchParams::default(),
+                    &Patch::Merge(patch),
+                )
+                .await;
+            drop(slot);
+            match result {
+                Ok(_) => latencies
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(sent.elapsed().as_secs_f64()),
+                Err(_) => {
+                    failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed();
+    let latencies = std::mem::take(
+        &mut *latencies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    Load {
+        done: latencies.len(),
+        failed: failed.load(std::sync::atomic::Ordering::Relaxed),
+        elapsed,
+        latencies,
+    }
+}
