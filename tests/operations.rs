@@ -517,8 +517,9 @@ async fn until_counted(
 }
 
 #[tokio::test]
-async fn keys_revoked_during_a_backlog_of_rotations_lose_their_value_before_it_drains() {
-    const BACKLOG: usize = 40;
+async fn keys_revoked_or_expiring_during_a_backlog_of_rotations_lose_their_value_before_it_drains()
+{
+    const BACKLOG: usize = 60;
     const URGENT: usize = 3;
     let env = TestEnv::new("urgent").await;
     let tenant = tenant(&env, json!({})).await;
@@ -529,23 +530,20 @@ async fn keys_revoked_during_a_backlog_of_rotations_lose_their_value_before_it_d
         json!({"tenant": tenant, "partner": {"name": "Globex"}, "owner": "alice"}),
     )
     .await;
-    // One pass at a time, ten requests a second: a rotation (three writes) takes about
-    // 0.3 s, so forty of them are a backlog of about twelve seconds.
+    // One pass at a time, ten requests a second: a rotation (two or three writes) takes
+    // 0.2 to 0.3 s, so sixty of them are a backlog of twelve seconds or more.
     let op = Operator::start_with(
         &env.ns,
         &["--concurrency=1", "--kube-qps=10", "--kube-burst=1"],
     )
     .await;
     let keys: Api<ApiKey> = Api::namespaced(env.client.clone(), &env.ns);
+    let plain = json!({"tenant": tenant, "owner": "alice"});
     for i in 0..BACKLOG {
-        key(
-            &env,
-            &format!("r-{i}"),
-            json!({"tenant": tenant, "owner": "alice"}),
-        )
-        .await;
+        key(&env, &format!("r-{i}"), plain.clone()).await;
     }
     for i in 0..URGENT {
+        key(&env, &format!("e-{i}"), plain.clone()).await;
         key(
             &env,
             &format!("u-{i}"),
@@ -555,16 +553,42 @@ async fn keys_revoked_during_a_backlog_of_rotations_lose_their_value_before_it_d
     }
     let issued = |k: &ApiKey| k.status.as_ref().and_then(|s| s.version) == Some(1);
     until_counted(&keys, "r-", BACKLOG, "backlog keys issued", issued).await;
+    until_counted(&keys, "e-", URGENT, "expiring keys issued", issued).await;
     until_counted(&keys, "u-", URGENT, "integration keys issued", issued).await;
     fault::settled_requests(&op, Duration::from_secs(2), T).await;
 
-    // Every backlog key is asked to rotate, then the integration is suspended: its keys'
-    // revocations come due last, behind forty rotations.
+    // Every key is asked to rotate, the backlog's first: the rest wait behind it. Then
+    // some of those waiting are given an expiry three seconds away, and the integration
+    // of the others is suspended; neither is a new pass (each key's pass is waiting), so
+    // the gate has to decide them again.
+    let rotate = |k: &str| {
+        let keys = keys.clone();
+        let name = k.to_owned();
+        async move {
+            keys.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {"keyward.io/rotate": "backlog"}}}),
+                ),
+            )
+            .await
+            .unwrap();
+        }
+    };
     for i in 0..BACKLOG {
+        rotate(&format!("r-{i}")).await;
+    }
+    for i in 0..URGENT {
+        rotate(&format!("e-{i}")).await;
+        rotate(&format!("u-{i}")).await;
+    }
+    let expires = keyward::policy::format_time(chrono::Utc::now() + chrono::Duration::seconds(3));
+    for i in 0..URGENT {
         keys.patch(
-            &format!("r-{i}"),
+            &format!("e-{i}"),
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"keyward.io/rotate": "backlog"}}})),
+            &Patch::Merge(json!({"spec": {"expiresAt": expires}})),
         )
         .await
         .unwrap();
@@ -577,27 +601,49 @@ async fn keys_revoked_during_a_backlog_of_rotations_lose_their_value_before_it_d
     .await
     .unwrap();
 
-    let revoked =
-        |k: &ApiKey| k.status.as_ref().and_then(|s| s.state) == Some(CredentialState::Revoked);
+    let state = |want: CredentialState| {
+        move |k: &ApiKey| k.status.as_ref().and_then(|s| s.state) == Some(want)
+    };
     let rotated = |k: &ApiKey| {
         k.status
             .as_ref()
             .and_then(|s| s.last_rotation_request.as_deref())
             == Some("backlog")
     };
-    until_counted(&keys, "u-", URGENT, "integration keys revoked", revoked).await;
+    until_counted(
+        &keys,
+        "u-",
+        URGENT,
+        "integration keys revoked",
+        state(CredentialState::Revoked),
+    )
+    .await;
     let done = counted(&keys, "r-", rotated).await;
     assert!(
-        done < BACKLOG / 2,
+        done < BACKLOG / 3,
         "the revocations waited for the rotations: {done} of {BACKLOG} rotated before the \
          last of {URGENT} revoked keys lost its value"
     );
+    until_counted(
+        &keys,
+        "e-",
+        URGENT,
+        "expiring keys expired",
+        state(CredentialState::Expired),
+    )
+    .await;
+    let done = counted(&keys, "r-", rotated).await;
+    assert!(
+        done < BACKLOG * 2 / 3,
+        "the expiries waited for the rotations: {done} of {BACKLOG} rotated before the \
+         last of {URGENT} keys that expired 3 s after the backlog began lost its value"
+    );
     // Their Secrets are gone, not only their status.
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
-    for i in 0..URGENT {
+    for name in (0..URGENT).flat_map(|i| [format!("u-{i}"), format!("e-{i}")]) {
         assert!(
-            secrets.get_opt(&format!("u-{i}")).await.unwrap().is_none(),
-            "u-{i} still has its Secret"
+            secrets.get_opt(&name).await.unwrap().is_none(),
+            "{name} still has its Secret"
         );
     }
     // The backlog drains behind them: nothing is starved.

@@ -96,23 +96,25 @@ fn parse_spec(key: &ApiKey) -> (CredentialSpec, Duration, Option<String>) {
     )
 }
 
-/// How urgent a pass of this key is, from its status and its lifecycle now (no request):
-/// the credential gate admits the most urgent first.
-pub fn urgency(key: &ApiKey, ctx: &Context) -> super::gate::Urgency {
+/// What the urgency of a pass of this key is decided from: its status and its lifecycle
+/// now (no request). The credential gate admits the most urgent first.
+pub fn due(key: &ApiKey, ctx: &Context) -> super::gate::Due {
     let now = now();
     let prior = key.status.clone().unwrap_or_default();
     // Active, and the effective rotation interval (the tenant's policy included).
-    let (active, every) = key
+    let (active, every, ends_at) = key
         .namespace()
         .map(|namespace| {
             let (spec, _, problem) = parse_spec(key);
             let lifecycle = credential::lifecycle(ctx, &ctx.tenancy(), key, &namespace, &spec, now);
+            let active = lifecycle.is_active() && problem.is_none();
             (
-                lifecycle.is_active() && problem.is_none(),
+                active,
                 lifecycle.rotation_every,
+                lifecycle.next_due.filter(|_| active),
             )
         })
-        .unwrap_or((false, None));
+        .unwrap_or((false, None, None));
     let rotated = prior.last_rotated_at.or(prior.issued_at).map(|t| t.0);
     let renew_at = [
         prior.next_rotation_at.map(|t| t.0),
@@ -124,17 +126,15 @@ pub fn urgency(key: &ApiKey, ctx: &Context) -> super::gate::Urgency {
     .flatten()
     .min();
     let request = key.annotations().get(labels::ROTATE).map(String::as_str);
-    super::gate::urgency(
-        &super::gate::Due {
-            deleting: key.metadata.deletion_timestamp.is_some(),
-            served: prior.state == Some(CredentialState::Active),
-            active,
-            renew_at,
-            overlap_ends: prior.previous_valid_until.map(|t| t.0),
-            requested: request.is_some() && request != prior.last_rotation_request.as_deref(),
-        },
-        now,
-    )
+    super::gate::Due {
+        deleting: key.metadata.deletion_timestamp.is_some(),
+        served: prior.state == Some(CredentialState::Active),
+        active,
+        ends_at,
+        renew_at,
+        overlap_ends: prior.previous_valid_until.map(|t| t.0),
+        requested: request.is_some() && request != prior.last_rotation_request.as_deref(),
+    }
 }
 
 pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {

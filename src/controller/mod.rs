@@ -105,8 +105,8 @@ where
         let id = object_id(kind, object.as_ref());
         let reconcile = reconcile.clone();
         let waiting = gated.map(|gated| {
-            let urgency = (gated.urgency)(object.as_ref(), ctx.as_ref());
-            (gated, urgency, ObjectRef::from_obj(object.as_ref()))
+            let due = (gated.due)(object.as_ref(), ctx.as_ref());
+            (gated, due, ObjectRef::from_obj(object.as_ref()))
         });
         // A waiting pass keeps only the object's name, not the copy it was woken with (a
         // wave of 10,000 due keys would keep 10,000 copies the store has since replaced),
@@ -114,8 +114,8 @@ where
         let mut object = waiting.is_none().then_some(object);
         async move {
             let _permit = match waiting {
-                Some((gated, urgency, reference)) => {
-                    let permit = ctx.gate.admit(urgency).await;
+                Some((gated, due, reference)) => {
+                    let permit = ctx.gate.admit(id.clone(), due).await;
                     let Some(latest) = (gated.store)(ctx.as_ref()).get(&reference) else {
                         // Gone while it waited: its deletion was the last change.
                         return Ok(Action::await_change());
@@ -145,7 +145,7 @@ where
 /// How a credential controller's passes go through the gate: the urgency of a pass, and
 /// the store its object is taken from once admitted.
 struct Gated<K: Resource<DynamicType = ()> + Clone + 'static> {
-    urgency: fn(&K, &Context) -> gate::Urgency,
+    due: fn(&K, &Context) -> gate::Due,
     store: fn(&Context) -> &Store<K>,
 }
 
@@ -655,7 +655,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             guarded(
                 api_key::KIND,
                 Some(Gated {
-                    urgency: api_key::urgency,
+                    due: api_key::due,
                     store: |ctx| &ctx.keys,
                 }),
                 api_key::reconcile,
@@ -673,7 +673,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             guarded(
                 sa_credential::KIND,
                 Some(Gated {
-                    urgency: sa_credential::urgency,
+                    due: sa_credential::due,
                     store: |ctx| &ctx.sacs,
                 }),
                 sa_credential::reconcile,
@@ -1108,14 +1108,12 @@ impl Fanout {
                 self.queues.pi.push(ObjectRef::from_obj(pi.as_ref()));
             }
         }
-        send(
-            &self.queues.key,
-            credential::select(&self.ctx.keys, |k| in_tenancy(k, &affected, &namespaces)),
-        );
-        send(
-            &self.queues.sac,
-            credential::select(&self.ctx.sacs, |s| in_tenancy(s, &affected, &namespaces)),
-        );
+        self.wake(credential::select(&self.ctx.keys, |k| {
+            in_tenancy(k, &affected, &namespaces)
+        }));
+        self.wake(credential::select(&self.ctx.sacs, |s| {
+            in_tenancy(s, &affected, &namespaces)
+        }));
     }
 
     fn integration(&mut self, pi: &PartnerIntegration) {
@@ -1145,14 +1143,12 @@ impl Fanout {
         let uses = |ns: Option<String>, pi: Option<&str>| {
             ns.as_deref() == Some(namespace.as_str()) && pi == Some(name.as_str())
         };
-        send(
-            &self.queues.key,
-            credential::select(&self.ctx.keys, |k| uses(k.namespace(), k.integration())),
-        );
-        send(
-            &self.queues.sac,
-            credential::select(&self.ctx.sacs, |s| uses(s.namespace(), s.integration())),
-        );
+        self.wake(credential::select(&self.ctx.keys, |k| {
+            uses(k.namespace(), k.integration())
+        }));
+        self.wake(credential::select(&self.ctx.sacs, |s| {
+            uses(s.namespace(), s.integration())
+        }));
     }
 
     fn credential<K: Credential>(&mut self, touched: &K, kind: &'static str, initial: bool)
@@ -1201,7 +1197,29 @@ impl Fanout {
         if initial && self.listed.contains(kind) && unchanged && !self.ctx.backoff.is_failing(&id) {
             return;
         }
-        self.send_credential(reference);
+        self.wake(vec![reference]);
+    }
+
+    /// Sends credentials to their controller. One whose pass waits at the credential gate
+    /// has its urgency decided again from what it and its tenancy say now: a key revoked
+    /// or suspended while it waits behind a backlog of rotations goes first.
+    fn wake<K: Credential>(&self, references: Vec<ObjectRef<K>>)
+    where
+        Self: Sends<K>,
+    {
+        for reference in references {
+            let id: ObjectId = (
+                Self::KIND,
+                reference.namespace.clone(),
+                reference.name.clone(),
+            );
+            if self.ctx.gate.waits(&id)
+                && let Some(latest) = Self::store(&self.ctx).get(&reference)
+            {
+                self.ctx.gate.redecide(&id, Self::due(&latest, &self.ctx));
+            }
+            self.send_credential(reference);
+        }
     }
 
     /// A (re-)list of credentials is complete: those the counts still hold but the store
@@ -1253,12 +1271,18 @@ impl Fanout {
 
 /// The store and queue of each credential kind.
 trait Sends<K: Credential> {
+    const KIND: &'static str;
     fn store(ctx: &Context) -> &Store<K>;
+    fn due(credential: &K, ctx: &Context) -> gate::Due;
     fn buffer(relist: &mut Relist) -> &mut Vec<K>;
     fn send_credential(&self, reference: ObjectRef<K>);
 }
 
 impl Sends<ApiKey> for Fanout {
+    const KIND: &'static str = api_key::KIND;
+    fn due(credential: &ApiKey, ctx: &Context) -> gate::Due {
+        api_key::due(credential, ctx)
+    }
     fn store(ctx: &Context) -> &Store<ApiKey> {
         &ctx.keys
     }
@@ -1271,6 +1295,10 @@ impl Sends<ApiKey> for Fanout {
 }
 
 impl Sends<ServiceAccountCredential> for Fanout {
+    const KIND: &'static str = sa_credential::KIND;
+    fn due(credential: &ServiceAccountCredential, ctx: &Context) -> gate::Due {
+        sa_credential::due(credential, ctx)
+    }
     fn store(ctx: &Context) -> &Store<ServiceAccountCredential> {
         &ctx.sacs
     }
@@ -1293,12 +1321,6 @@ fn in_tenancy<K: Credential>(
         || credential
             .namespace()
             .is_some_and(|ns| namespaces.contains(&ns))
-}
-
-fn send<K: Resource<DynamicType = ()>>(queue: &Queue<K>, refs: Vec<ObjectRef<K>>) {
-    for reference in refs {
-        queue.push(reference);
-    }
 }
 
 #[cfg(test)]

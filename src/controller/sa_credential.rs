@@ -160,24 +160,26 @@ struct Served {
     token: Token,
 }
 
-/// How urgent a pass of this credential is, from its status and its lifecycle now (no
-/// request): the credential gate admits the most urgent first. A token refresh is this
+/// What the urgency of a pass of this credential is decided from: its status and its
+/// lifecycle now (no request). The credential gate admits the most urgent first. A token refresh is this
 /// kind's rotation.
-pub fn urgency(sac: &ServiceAccountCredential, ctx: &Context) -> super::gate::Urgency {
+pub fn due(sac: &ServiceAccountCredential, ctx: &Context) -> super::gate::Due {
     let now = now();
     let prior = sac.status.clone().unwrap_or_default();
-    let (active, every) = sac
+    let (active, every, ends_at) = sac
         .namespace()
         .map(|namespace| {
             let (parsed, problem) = parse_spec(sac);
             let lifecycle =
                 credential::lifecycle(ctx, &ctx.tenancy(), sac, &namespace, &parsed.spec, now);
+            let active = lifecycle.is_active() && problem.is_none();
             (
-                lifecycle.is_active() && problem.is_none(),
+                active,
                 lifecycle.rotation_every,
+                lifecycle.next_due.filter(|_| active),
             )
         })
-        .unwrap_or((false, None));
+        .unwrap_or((false, None, None));
     let lineage_ends = prior
         .issued_at
         .map(|t| t.0)
@@ -192,17 +194,15 @@ pub fn urgency(sac: &ServiceAccountCredential, ctx: &Context) -> super::gate::Ur
     .flatten()
     .min();
     let request = sac.annotations().get(labels::ROTATE).map(String::as_str);
-    super::gate::urgency(
-        &super::gate::Due {
-            deleting: sac.metadata.deletion_timestamp.is_some(),
-            served: prior.state == Some(CredentialState::Active),
-            active,
-            renew_at,
-            overlap_ends: None,
-            requested: request.is_some() && request != prior.last_rotation_request.as_deref(),
-        },
-        now,
-    )
+    super::gate::Due {
+        deleting: sac.metadata.deletion_timestamp.is_some(),
+        served: prior.state == Some(CredentialState::Active),
+        active,
+        ends_at,
+        renew_at,
+        overlap_ends: None,
+        requested: request.is_some() && request != prior.last_rotation_request.as_deref(),
+    }
 }
 
 pub async fn reconcile(sac: Arc<ServiceAccountCredential>, ctx: Arc<Context>) -> Result<Action> {
