@@ -31,9 +31,9 @@ pub struct Fenced {
 
 /// Default of `--kube-qps`: requests per second, sustained (see docs/controller.md for the
 /// measurement behind it).
-pub const DEFAULT_QPS: u32 = 300;
+pub const DEFAULT_QPS: u32 = 500;
 /// Default of `--kube-burst`: requests sent at once before `--kube-qps` applies.
-pub const DEFAULT_BURST: u32 = 600;
+pub const DEFAULT_BURST: u32 = 1000;
 
 /// The client-side rate limit (`--kube-qps`, `--kube-burst`). A `qps` of 0 sends without
 /// a limit.
