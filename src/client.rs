@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{Method, StatusCode};
-use kube::client::retry::RetryPolicy;
 use kube::client::{Body, ClientBuilder};
 use kube::{Client, Config};
 use tower::buffer::BufferLayer;
@@ -135,13 +134,16 @@ where
         }
         request
     };
+    // Each attempt waits for its token, then passes the fence at the moment it is sent: a
+    // request that waited (for a token, or for the server's Retry-After) while this
+    // replica lost the Lease is refused, not sent late.
     ServiceBuilder::new()
-        .layer(FilterLayer::new(refuse_unfenced::<Body>(fence)))
-        .layer(RetryLayer::new(RetryPolicy::server_retry()))
+        .layer(RetryLayer::new(ServerRetry::default()))
         .layer(AsyncFilterLayer::new(rate_limited::<Body>(limiter)))
         // The layers above hold on to the stack while a request waits (for its token, or
         // to be sent again): the buffer makes what is below shareable.
         .layer(BufferLayer::new(1024))
+        .layer(FilterLayer::new(refuse_unfenced::<Body>(fence)))
         .map_request(count)
         .map_response(note_throttled(move || throttled.kube_throttled()))
         .service(inner)
@@ -158,6 +160,73 @@ fn note_throttled<B>(
             on_throttled();
         }
         response
+    }
+}
+
+/// Attempts after the first, at most.
+const RETRIES: u32 = 5;
+/// The first wait before an attempt when the server names none; doubled each time.
+const FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+/// The longest wait before an attempt, whatever the server's `Retry-After` says: a pass
+/// that waits keeps its place among the passes doing work.
+const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends a request again when the API server answers 429 Too Many Requests (API Priority
+/// and Fairness rejected it), 503 or 504: after the server's `Retry-After` (in seconds)
+/// when it gives one, otherwise 250 ms doubled each time, never longer than 10 s, at
+/// most 5 times. What still fails is the reconcile's error, and backs off as errors do.
+#[derive(Clone, Debug, Default)]
+struct ServerRetry {
+    attempts: u32,
+}
+
+impl ServerRetry {
+    /// How long to wait before sending again after `response`, if at all.
+    fn wait<B>(&self, response: &http::Response<B>) -> Option<std::time::Duration> {
+        let retried = [
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::GATEWAY_TIMEOUT,
+        ];
+        if !retried.contains(&response.status()) || self.attempts >= RETRIES {
+            return None;
+        }
+        let server = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs);
+        let backoff = FIRST_WAIT.saturating_mul(1 << self.attempts.min(16));
+        Some(server.unwrap_or(backoff).min(LONGEST_WAIT))
+    }
+}
+
+impl<B> tower::retry::Policy<http::Request<Body>, http::Response<B>, tower::BoxError>
+    for ServerRetry
+{
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        _request: &mut http::Request<Body>,
+        result: &mut Result<http::Response<B>, tower::BoxError>,
+    ) -> Option<Self::Future> {
+        let wait = self.wait(result.as_ref().ok()?)?;
+        self.attempts += 1;
+        Some(tokio::time::sleep(wait))
+    }
+
+    fn clone_request(&mut self, request: &http::Request<Body>) -> Option<http::Request<Body>> {
+        // A streamed body cannot be sent twice; such a request is not retried.
+        let body = request.body().try_clone()?;
+        let mut copy = http::Request::new(body);
+        *copy.method_mut() = request.method().clone();
+        *copy.uri_mut() = request.uri().clone();
+        *copy.version_mut() = request.version();
+        *copy.headers_mut() = request.headers().clone();
+        *copy.extensions_mut() = request.extensions().clone();
+        Some(copy)
     }
 }
 
@@ -381,6 +450,81 @@ mod tests {
             sample(&metrics, "keyward_kube_throttled_total").as_deref(),
             Some("1")
         );
+    }
+
+    #[test]
+    fn a_retry_waits_what_the_server_says_but_never_long_and_not_forever() {
+        let answer = |status: StatusCode, retry_after: Option<&'static str>| {
+            let mut response = http::Response::new(());
+            *response.status_mut() = status;
+            if let Some(after) = retry_after {
+                response
+                    .headers_mut()
+                    .insert("Retry-After", http::HeaderValue::from_static(after));
+            }
+            response
+        };
+        let secs = std::time::Duration::from_secs;
+        let first = ServerRetry::default();
+        let busy = answer(StatusCode::TOO_MANY_REQUESTS, Some("3"));
+        assert_eq!(first.wait(&busy), Some(secs(3)));
+        // A server asking for a day is waited on for 10 s; a date or garbage is ignored.
+        let day = answer(StatusCode::SERVICE_UNAVAILABLE, Some("86400"));
+        assert_eq!(first.wait(&day), Some(secs(10)));
+        let date = answer(
+            StatusCode::GATEWAY_TIMEOUT,
+            Some("Wed, 21 Oct 2026 07:28:00 GMT"),
+        );
+        assert_eq!(
+            first.wait(&date),
+            Some(std::time::Duration::from_millis(250))
+        );
+        let doubled = ServerRetry { attempts: 3 };
+        assert_eq!(
+            doubled.wait(&answer(StatusCode::SERVICE_UNAVAILABLE, None)),
+            Some(secs(2))
+        );
+        // Other answers are the caller's; and after five attempts, so is this one.
+        assert_eq!(first.wait(&answer(StatusCode::CONFLICT, None)), None);
+        assert_eq!(
+            first.wait(&answer(StatusCode::INTERNAL_SERVER_ERROR, None)),
+            None
+        );
+        assert_eq!(ServerRetry { attempts: RETRIES }.wait(&busy), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_waited_to_be_sent_again_meets_the_fence_again() {
+        use tower::ServiceExt;
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let fence = Arc::new(Fence::open());
+        let server = {
+            let (sent, fence) = (sent.clone(), fence.clone());
+            tower::service_fn(move |_: http::Request<Body>| {
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // The Lease is lost while the first attempt's answer asks to wait.
+                fence.close();
+                async move {
+                    let mut response = http::Response::new(String::new());
+                    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                    response
+                        .headers_mut()
+                        .insert("Retry-After", http::HeaderValue::from_static("1"));
+                    Ok::<_, tower::BoxError>(response)
+                }
+            })
+        };
+        let client = layered(server, Arc::new(Metrics::new()), fence, None);
+        let answer = client
+            .oneshot(request(Method::PATCH, "/api/v1/namespaces/a/secrets/k"))
+            .await;
+        assert!(
+            answer
+                .err()
+                .is_some_and(|e| e.to_string().contains("does not hold the leader Lease")),
+            "the second attempt was not refused"
+        );
+        assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl Fence {
         self.until.store(self.offset(deadline), Ordering::SeqCst);
     }
 
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         self.until.store(0, Ordering::SeqCst);
     }
 
