@@ -234,9 +234,16 @@ impl Gate {
         }
     }
 
-    /// Whether a pass of `id` waits.
+    /// Whether a pass of `id` waits (one that went away, its pass cancelled, does not:
+    /// it is only cleared once its turn comes, and must not hold back new requests).
     pub fn waits(&self, id: &ObjectId) -> bool {
-        lock(&self.state).places.contains_key(id)
+        let state = lock(&self.state);
+        state.places.get(id).is_some_and(|&(urgency, place)| {
+            state
+                .queue_ref(urgency)
+                .get(&place)
+                .is_some_and(|waiter| !waiter.tx.is_closed())
+        })
     }
 
     /// Decides the urgency of `id`'s waiting pass again, from what its object and what it
@@ -598,8 +605,11 @@ mod tests {
         queued(&gate, 1).await;
         let (_, _after) = waiter(&gate, Urgency::Refresh, "after", &order_tx);
         queued(&gate, 2).await;
+        assert!(gate.waits(&id("cancelled")));
         cancelled.abort();
         let _ = cancelled.await;
+        // Gone, it no longer counts as waiting, though its place is cleared only later.
+        assert!(!gate.waits(&id("cancelled")));
         busy.send(()).ok();
         assert_eq!(order.recv().await, Some("after"));
     }
