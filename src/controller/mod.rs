@@ -240,9 +240,7 @@ impl<K: Resource<DynamicType = ()>> Queue<K> {
         // A pass of this object waits at the gate and will take the store's copy once
         // admitted, which already holds what this request is about (the store is written
         // before anyone is told). Sent anyway, the request would be held by kube-runtime
-        // until that pass ends, and run a pass more; and its scheduler looks through every
-        // held request each time it is polled, so a wave of 10,000 keys whose echoes came
-        // while their passes waited would cost it 10,000 times 10,000 looks.
+        // until that pass ends, and run a pass more.
         if let Some((kind, gate)) = &self.gated {
             let id: ObjectId = (*kind, reference.namespace.clone(), reference.name.clone());
             if gate.waits(&id) {
