@@ -5,17 +5,18 @@
 //! operator's own writes). Within one urgency, passes go in the order they came.
 //!
 //! A waiting pass holds only its object's name, what its urgency was decided from, and a
-//! place in the queue: the pass itself is built once it is admitted. A waiting pass does
-//! not keep the urgency it came with: a change to what it depends on (its object, its
-//! Tenant, its PartnerIntegration) decides it again ([`Gate::redecide`]), and so does the
-//! time passing the moment it would become more urgent (its expiry, its rotation), so a
-//! key that expires or is revoked while it waits behind a backlog of rotations goes first.
+//! place in the queue: kube-runtime is given the pass once there is room for it. A waiting
+//! pass does not keep the urgency it came with: a change to what it depends on (its
+//! object, its Tenant, its PartnerIntegration) decides it again (a second [`Gate::push`]),
+//! and so does the time passing the moment it would become more urgent (its expiry, its
+//! rotation), so a key that expires or is revoked while it waits behind a backlog of
+//! rotations goes first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 
 use super::backoff::ObjectId;
 
@@ -93,10 +94,21 @@ pub fn rises(due: &Due, now: DateTime<Utc>) -> Option<(DateTime<Utc>, Urgency)> 
         .find(|(_, then)| *then < current)
 }
 
-/// The bound shared by the credential controllers.
+/// The bound shared by the credential controllers, and the passes waiting for it.
+///
+/// Requests for credential passes come to [`Gate::push`] rather than to kube-runtime: a
+/// waiting pass is a name in this queue, not a started future inside the controller's
+/// runner (which polls every future it started on each wake, so 10,000 waiting passes
+/// would cost 10,000 polls per finished pass). [`Gate::next`] hands out the most urgent
+/// waiter whenever fewer than the capacity do work, and holds a ticket for it: the pass
+/// takes its ticket ([`Gate::take_ticket`]) once kube-runtime starts it, and gives the
+/// place back when it ends. A pass kube-runtime starts by itself (a requeue at its due
+/// time, a retry after an error) runs at once while there is room and nobody waits
+/// ([`Gate::try_admit`]), and otherwise takes its place in the queue.
 #[derive(Debug)]
 pub struct Gate {
     state: Mutex<State>,
+    ready: Notify,
 }
 
 #[derive(Debug)]
@@ -105,7 +117,6 @@ struct Waiter {
     due: Due,
     /// When its urgency rises by the clock alone (its key in `rising`).
     rises_at: Option<DateTime<Utc>>,
-    tx: oneshot::Sender<Permit>,
 }
 
 #[derive(Debug)]
@@ -119,6 +130,8 @@ struct State {
     places: HashMap<ObjectId, (Urgency, u64)>,
     /// When a waiter's urgency rises by the clock alone.
     rising: BTreeMap<(DateTime<Utc>, u64), ()>,
+    /// Passes handed out by [`Gate::next`] that have not started yet; each holds a place.
+    tickets: HashSet<ObjectId>,
 }
 
 impl State {
@@ -157,13 +170,7 @@ impl State {
         if let Some(at) = waiter.rises_at {
             self.rising.remove(&(at, place));
         }
-        if self
-            .places
-            .get(&waiter.id)
-            .is_some_and(|(_, p)| *p == place)
-        {
-            self.places.remove(&waiter.id);
-        }
+        self.places.remove(&waiter.id);
         Some(waiter)
     }
 
@@ -180,17 +187,39 @@ impl State {
             }
         }
     }
+
+    fn nobody_waits(&self) -> bool {
+        self.places.is_empty()
+    }
+
+    /// The most urgent waiter, if there is room for it; its place is held by a ticket.
+    fn pop(&mut self, now: DateTime<Utc>) -> Option<ObjectId> {
+        if self.free == 0 || self.nobody_waits() {
+            return None;
+        }
+        self.rise(now);
+        let (urgency, place) = Urgency::ALL.into_iter().find_map(|urgency| {
+            let place = self.queue_ref(urgency).keys().next().copied()?;
+            Some((urgency, place))
+        })?;
+        let waiter = self.take(urgency, place)?;
+        // A ticket not yet taken already holds a place for this object: kube-runtime
+        // runs the two requests as one pass, which takes one ticket.
+        if self.tickets.insert(waiter.id.clone()) {
+            self.free -= 1;
+        }
+        Some(waiter.id)
+    }
 }
 
-/// A pass's place among the `--concurrency` that do work at once; handed to the next
-/// waiter when dropped.
+/// A pass's place among the `--concurrency` that do work at once; given back when dropped.
 #[derive(Debug)]
 pub struct Permit {
-    gate: Option<Arc<Gate>>,
+    gate: Arc<Gate>,
 }
 
 impl Gate {
-    /// A gate that admits `capacity` passes at once (at least one).
+    /// A gate that lets `capacity` passes do work at once (at least one).
     pub fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
@@ -199,98 +228,105 @@ impl Gate {
                 waiting: Default::default(),
                 places: HashMap::new(),
                 rising: BTreeMap::new(),
+                tickets: HashSet::new(),
             }),
+            ready: Notify::new(),
         })
     }
 
-    /// Waits until the pass of `id` may run: at once while fewer than the capacity run,
-    /// otherwise after every more urgent waiter and every earlier one of its urgency.
-    pub async fn admit(self: &Arc<Self>, id: ObjectId, due: Due) -> Permit {
-        let admitted = {
-            let mut state = lock(&self.state);
-            if state.free > 0 {
-                state.free -= 1;
-                None
-            } else {
-                let (tx, rx) = oneshot::channel();
+    /// A pass of `id` is wanted: it waits behind every more urgent waiter and every earlier
+    /// one of its urgency. One that already waits keeps its place, its urgency decided
+    /// again from `due`, what its object and what it depends on say now.
+    pub fn push(&self, id: ObjectId, due: Due) {
+        let mut state = lock(&self.state);
+        let now = Utc::now();
+        let (place, waiter) = match state.places.get(&id).copied() {
+            Some((urgency, place)) => match state.take(urgency, place) {
+                Some(mut waiter) => {
+                    waiter.due = due;
+                    (place, waiter)
+                }
+                None => return,
+            },
+            None => {
                 let place = state.next;
                 state.next += 1;
                 let waiter = Waiter {
                     id,
                     due,
                     rises_at: None,
-                    tx,
                 };
-                state.place(place, waiter, Utc::now());
-                Some(rx)
+                (place, waiter)
             }
         };
-        match admitted {
-            None => Permit {
-                gate: Some(self.clone()),
-            },
-            // The queue is dropped only with the gate, which this caller holds.
-            Some(rx) => rx.await.unwrap_or(Permit { gate: None }),
+        state.place(place, waiter, now);
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    /// The next pass to start, once there is room for it: the most urgent waiter, decided
+    /// at that moment. Its place is held until the pass takes its ticket (or is
+    /// [forgotten](Gate::forget)). Meant for one caller at a time; cancel-safe.
+    pub async fn next(&self) -> ObjectId {
+        loop {
+            if let Some(id) = lock(&self.state).pop(Utc::now()) {
+                return id;
+            }
+            self.ready.notified().await;
         }
     }
 
-    /// Whether a pass of `id` waits (one that went away, its pass cancelled, does not:
-    /// it is only cleared once its turn comes, and must not hold back new requests).
-    pub fn waits(&self, id: &ObjectId) -> bool {
-        let state = lock(&self.state);
-        state.places.get(id).is_some_and(|&(urgency, place)| {
-            state
-                .queue_ref(urgency)
-                .get(&place)
-                .is_some_and(|waiter| !waiter.tx.is_closed())
-        })
+    /// The place [`Gate::next`] held for the pass of `id`, if it did.
+    pub fn take_ticket(self: &Arc<Self>, id: &ObjectId) -> Option<Permit> {
+        lock(&self.state)
+            .tickets
+            .remove(id)
+            .then(|| Permit { gate: self.clone() })
     }
 
-    /// Decides the urgency of `id`'s waiting pass again, from what its object and what it
-    /// depends on say now; it keeps its place among the waiters of its new urgency.
-    pub fn redecide(&self, id: &ObjectId, due: Due) {
+    /// A place for a pass that did not come through the queue, if one is free and nobody
+    /// waits for it.
+    pub fn try_admit(self: &Arc<Self>) -> Option<Permit> {
         let mut state = lock(&self.state);
-        let Some(&(urgency, place)) = state.places.get(id) else {
-            return;
-        };
-        if let Some(mut waiter) = state.take(urgency, place) {
-            waiter.due = due;
-            state.place(place, waiter, Utc::now());
+        if state.free == 0 || !state.nobody_waits() {
+            return None;
         }
+        state.free -= 1;
+        Some(Permit { gate: self.clone() })
+    }
+
+    /// The pass handed out for `id` will not run (its object is gone): its place is free.
+    pub fn forget(&self, id: &ObjectId) {
+        let mut state = lock(&self.state);
+        if state.tickets.remove(id) {
+            state.free += 1;
+            drop(state);
+            self.ready.notify_one();
+        }
+    }
+
+    /// Whether a pass of `id` waits.
+    #[cfg(test)]
+    pub fn waits(&self, id: &ObjectId) -> bool {
+        lock(&self.state).places.contains_key(id)
     }
 
     /// Passes waiting, by urgency.
+    #[cfg(test)]
     pub fn waiting(&self) -> [(Urgency, usize); 3] {
         let state = lock(&self.state);
         Urgency::ALL.map(|u| (u, state.queue_ref(u).len()))
     }
 
-    fn release(self: &Arc<Self>) {
-        let mut state = lock(&self.state);
-        state.rise(Utc::now());
-        for urgency in Urgency::ALL {
-            while let Some(place) = state.queue_ref(urgency).keys().next().copied() {
-                let Some(waiter) = state.take(urgency, place) else {
-                    continue;
-                };
-                match waiter.tx.send(Permit {
-                    gate: Some(self.clone()),
-                }) {
-                    Ok(()) => return,
-                    // That waiter went away (its pass was cancelled): the next one.
-                    Err(mut unwanted) => drop(unwanted.gate.take()),
-                }
-            }
-        }
-        state.free += 1;
+    fn release(&self) {
+        lock(&self.state).free += 1;
+        self.ready.notify_one();
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(gate) = self.gate.take() {
-            gate.release();
-        }
+        self.gate.release();
     }
 }
 
@@ -303,6 +339,7 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
 
     #[test]
     fn a_served_value_its_lifecycle_ends_is_withdrawn_first() {
@@ -371,82 +408,6 @@ mod tests {
         assert_eq!(urgency(&invalid, now), Urgency::Refresh);
     }
 
-    /// Starts a waiter that records its name once admitted and holds its permit until
-    /// told to let go.
-    fn waiter(
-        gate: &Arc<Gate>,
-        urgency: Urgency,
-        name: &'static str,
-        order: &tokio::sync::mpsc::UnboundedSender<&'static str>,
-    ) -> (tokio::task::JoinHandle<()>, oneshot::Sender<()>) {
-        waiter_due(gate, due_of(urgency), name, order)
-    }
-
-    /// What a pass of this urgency is decided from.
-    fn due_of(urgency: Urgency) -> Due {
-        match urgency {
-            Urgency::Withdraw => Due {
-                deleting: true,
-                ..Due::default()
-            },
-            Urgency::Rotate => Due {
-                active: true,
-                ..Due::default()
-            },
-            Urgency::Refresh => Due::default(),
-        }
-    }
-
-    fn id(name: &str) -> ObjectId {
-        ("ApiKey", Some("ns".into()), name.into())
-    }
-
-    fn waiter_due(
-        gate: &Arc<Gate>,
-        due: Due,
-        name: &'static str,
-        order: &tokio::sync::mpsc::UnboundedSender<&'static str>,
-    ) -> (tokio::task::JoinHandle<()>, oneshot::Sender<()>) {
-        let (done_tx, done_rx) = oneshot::channel();
-        let (gate, order) = (gate.clone(), order.clone());
-        let task = tokio::spawn(async move {
-            let _permit = gate.admit(id(name), due).await;
-            order.send(name).ok();
-            done_rx.await.ok();
-        });
-        (task, done_tx)
-    }
-
-    async fn queued(gate: &Gate, n: usize) {
-        while gate.waiting().iter().map(|(_, n)| n).sum::<usize>() < n {
-            tokio::task::yield_now().await;
-        }
-    }
-
-    /// Lets each admitted pass finish in turn and returns the order the gate ran them in.
-    async fn run_in_turn(
-        mut release: std::collections::HashMap<&'static str, oneshot::Sender<()>>,
-        order: &mut tokio::sync::mpsc::UnboundedReceiver<&'static str>,
-        first: &'static str,
-        n: usize,
-    ) -> Vec<&'static str> {
-        let mut ran = Vec::new();
-        let mut finishing = first;
-        while ran.len() < n {
-            if let Some(done) = release.remove(finishing) {
-                done.send(()).ok();
-            }
-            match order.recv().await {
-                Some(name) => {
-                    ran.push(name);
-                    finishing = name;
-                }
-                None => break,
-            }
-        }
-        ran
-    }
-
     #[test]
     fn the_urgency_rises_when_a_served_value_ends_or_its_rotation_comes() {
         let now = Utc::now();
@@ -480,76 +441,50 @@ mod tests {
         assert_eq!(rises(&Due::default(), now), None);
     }
 
-    #[tokio::test]
-    async fn a_waiting_rotation_revoked_meanwhile_goes_first() {
-        let gate = Gate::new(1);
-        let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
-        let (_, busy) = waiter(&gate, Urgency::Refresh, "running", &order_tx);
-        assert_eq!(order.recv().await, Some("running"));
-        let mut release = std::collections::HashMap::from([("running", busy)]);
-        let served = Due {
-            served: true,
-            active: true,
-            requested: true,
-            ..Due::default()
-        };
-        for (n, name) in ["rotate a", "rotate b", "rotate c"].into_iter().enumerate() {
-            let (_, done) = waiter_due(&gate, served.clone(), name, &order_tx);
-            release.insert(name, done);
-            queued(&gate, n + 1).await;
-        }
-        assert!(gate.waits(&id("rotate c")));
-        assert!(!gate.waits(&id("elsewhere")));
-        // Its integration is suspended while it waits: the value is to be withdrawn.
-        gate.redecide(
-            &id("rotate c"),
-            Due {
-                active: false,
-                ..served.clone()
+    /// What a pass of this urgency is decided from.
+    fn due_of(urgency: Urgency) -> Due {
+        match urgency {
+            Urgency::Withdraw => Due {
+                deleting: true,
+                ..Due::default()
             },
-        );
-        assert_eq!(gate.waiting()[0], (Urgency::Withdraw, 1));
-        let ran = run_in_turn(release, &mut order, "running", 3).await;
-        assert_eq!(ran, ["rotate c", "rotate a", "rotate b"]);
-    }
-
-    #[tokio::test]
-    async fn a_waiting_pass_whose_value_expires_meanwhile_goes_first() {
-        let gate = Gate::new(1);
-        let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
-        let (_, busy) = waiter(&gate, Urgency::Refresh, "running", &order_tx);
-        assert_eq!(order.recv().await, Some("running"));
-        let mut release = std::collections::HashMap::from([("running", busy)]);
-        let (_, done) = waiter(&gate, Urgency::Rotate, "rotate a", &order_tx);
-        release.insert("rotate a", done);
-        queued(&gate, 1).await;
-        let ends_at = Utc::now() + chrono::Duration::milliseconds(20);
-        let expiring = Due {
-            served: true,
-            active: true,
-            ends_at: Some(ends_at),
-            ..Due::default()
-        };
-        let (_, done) = waiter_due(&gate, expiring, "expires", &order_tx);
-        release.insert("expires", done);
-        queued(&gate, 2).await;
-        assert_eq!(gate.waiting()[2], (Urgency::Refresh, 1));
-        // Its expiry passes while it waits; the next pass to be admitted is decided after.
-        while Utc::now() <= ends_at {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            Urgency::Rotate => Due {
+                active: true,
+                ..Due::default()
+            },
+            Urgency::Refresh => Due::default(),
         }
-        let ran = run_in_turn(release, &mut order, "running", 2).await;
-        assert_eq!(ran, ["expires", "rotate a"]);
     }
 
-    #[tokio::test]
-    async fn withdrawals_go_before_earlier_rotations_and_rotations_before_refreshes() {
-        let gate = Gate::new(1);
-        let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
-        let (_, busy) = waiter(&gate, Urgency::Refresh, "running", &order_tx);
-        assert_eq!(order.recv().await, Some("running"));
+    fn id(name: &str) -> ObjectId {
+        ("ApiKey", Some("ns".into()), name.into())
+    }
 
-        let mut release = std::collections::HashMap::from([("running", busy)]);
+    /// A gate of capacity one, its place taken by a pass that came by itself.
+    fn busy_gate() -> (Arc<Gate>, Permit) {
+        let gate = Gate::new(1);
+        let running = gate.try_admit().expect("an empty gate has room");
+        (gate, running)
+    }
+
+    /// Lets the running pass and each one handed out after it finish in turn, and returns
+    /// the order the gate handed them out in.
+    fn run_in_turn(gate: &Arc<Gate>, running: Permit) -> Vec<String> {
+        let mut ran = Vec::new();
+        let mut running = Some(running);
+        while let Some(finished) = running.take() {
+            drop(finished);
+            if let Some(next) = gate.next().now_or_never() {
+                running = Some(gate.take_ticket(&next).expect("a ticket is held"));
+                ran.push(next.2);
+            }
+        }
+        ran
+    }
+
+    #[test]
+    fn withdrawals_go_before_earlier_rotations_and_rotations_before_refreshes() {
+        let (gate, running) = busy_gate();
         let arrivals = [
             (Urgency::Refresh, "refresh 1"),
             (Urgency::Rotate, "rotate 1"),
@@ -558,15 +493,15 @@ mod tests {
             (Urgency::Refresh, "refresh 2"),
             (Urgency::Withdraw, "revoke 2"),
         ];
-        for (n, (urgency, name)) in arrivals.into_iter().enumerate() {
-            let (_, done) = waiter(&gate, urgency, name, &order_tx);
-            release.insert(name, done);
-            queued(&gate, n + 1).await;
+        for (urgency, name) in arrivals {
+            gate.push(id(name), due_of(urgency));
         }
-        // Each admitted pass finishes in turn; the order they ran in is the gate's.
-        let ran = run_in_turn(release, &mut order, "running", 6).await;
+        assert!(
+            gate.next().now_or_never().is_none(),
+            "handed out with no room"
+        );
         assert_eq!(
-            ran,
+            run_in_turn(&gate, running),
             [
                 "expire 1",
                 "revoke 2",
@@ -578,39 +513,124 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn no_more_than_the_capacity_run_at_once() {
-        let gate = Gate::new(2);
-        let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
-        let (_, first) = waiter(&gate, Urgency::Rotate, "a", &order_tx);
-        let (_, _second) = waiter(&gate, Urgency::Rotate, "b", &order_tx);
-        let (_, _third) = waiter(&gate, Urgency::Withdraw, "c", &order_tx);
-        let mut admitted = vec![order.recv().await, order.recv().await];
-        admitted.sort();
-        assert_eq!(admitted, [Some("a"), Some("b")]);
-        // The third waits (it is in the queue, and said nothing) until one of the two ends.
-        queued(&gate, 1).await;
-        assert!(order.try_recv().is_err(), "a third pass ran beside two");
-        first.send(()).ok();
-        assert_eq!(order.recv().await, Some("c"));
+    #[test]
+    fn a_waiting_rotation_revoked_meanwhile_goes_first() {
+        let (gate, running) = busy_gate();
+        let served = Due {
+            served: true,
+            active: true,
+            requested: true,
+            ..Due::default()
+        };
+        for name in ["rotate a", "rotate b", "rotate c"] {
+            gate.push(id(name), served.clone());
+        }
+        assert!(gate.waits(&id("rotate c")));
+        assert!(!gate.waits(&id("elsewhere")));
+        // Its integration is suspended while it waits: the value is to be withdrawn. It
+        // is asked for again, and still waits once.
+        gate.push(
+            id("rotate c"),
+            Due {
+                active: false,
+                ..served.clone()
+            },
+        );
+        assert_eq!(
+            gate.waiting(),
+            [
+                (Urgency::Withdraw, 1),
+                (Urgency::Rotate, 2),
+                (Urgency::Refresh, 0)
+            ]
+        );
+        assert_eq!(
+            run_in_turn(&gate, running),
+            ["rotate c", "rotate a", "rotate b"]
+        );
     }
 
-    #[tokio::test]
-    async fn a_waiter_that_goes_away_does_not_keep_its_place() {
+    #[test]
+    fn a_waiting_pass_whose_value_expires_meanwhile_goes_first() {
+        let (gate, running) = busy_gate();
+        gate.push(id("rotate a"), due_of(Urgency::Rotate));
+        let ends_at = Utc::now() + chrono::Duration::milliseconds(20);
+        let expiring = Due {
+            served: true,
+            active: true,
+            ends_at: Some(ends_at),
+            ..Due::default()
+        };
+        gate.push(id("expires"), expiring);
+        assert_eq!(gate.waiting()[2], (Urgency::Refresh, 1));
+        // Its expiry passes while it waits; the next pass is decided after.
+        while Utc::now() <= ends_at {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(run_in_turn(&gate, running), ["expires", "rotate a"]);
+    }
+
+    #[test]
+    fn no_more_than_the_capacity_do_work_at_once() {
+        let gate = Gate::new(2);
+        for name in ["a", "b", "c"] {
+            gate.push(id(name), due_of(Urgency::Rotate));
+        }
+        let first = gate.next().now_or_never().expect("room for two");
+        let second = gate.next().now_or_never().expect("room for two");
+        assert_eq!([first.2.as_str(), second.2.as_str()], ["a", "b"]);
+        // Neither has started yet: their tickets hold the two places.
+        assert!(gate.next().now_or_never().is_none(), "a third beside two");
+        assert!(gate.try_admit().is_none(), "a pass by itself beside two");
+        let a = gate.take_ticket(&first).expect("a ticket for a");
+        let _b = gate.take_ticket(&second).expect("a ticket for b");
+        assert!(gate.take_ticket(&first).is_none(), "a ticket taken twice");
+        assert!(gate.next().now_or_never().is_none(), "a third beside two");
+        drop(a);
+        assert_eq!(gate.next().now_or_never().map(|id| id.2), Some("c".into()));
+    }
+
+    #[test]
+    fn a_pass_by_itself_runs_at_once_only_while_there_is_room_and_nobody_waits() {
+        let gate = Gate::new(2);
+        let one = gate.try_admit().expect("room");
+        gate.push(id("waiting"), due_of(Urgency::Refresh));
+        // A place is free, but a waiter was there first.
+        assert!(gate.try_admit().is_none());
+        let waiting = gate.next().now_or_never().expect("room for the waiter");
+        let _two = gate.take_ticket(&waiting).expect("its ticket");
+        assert!(gate.try_admit().is_none(), "full");
+        drop(one);
+        assert!(gate.try_admit().is_some());
+    }
+
+    #[test]
+    fn a_pass_handed_out_that_will_not_run_gives_its_place_back() {
         let gate = Gate::new(1);
-        let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
-        let (_, busy) = waiter(&gate, Urgency::Rotate, "running", &order_tx);
-        assert_eq!(order.recv().await, Some("running"));
-        let (cancelled, _keep) = waiter(&gate, Urgency::Withdraw, "cancelled", &order_tx);
-        queued(&gate, 1).await;
-        let (_, _after) = waiter(&gate, Urgency::Refresh, "after", &order_tx);
-        queued(&gate, 2).await;
-        assert!(gate.waits(&id("cancelled")));
-        cancelled.abort();
-        let _ = cancelled.await;
-        // Gone, it no longer counts as waiting, though its place is cleared only later.
-        assert!(!gate.waits(&id("cancelled")));
-        busy.send(()).ok();
-        assert_eq!(order.recv().await, Some("after"));
+        gate.push(id("deleted"), due_of(Urgency::Withdraw));
+        gate.push(id("next"), due_of(Urgency::Rotate));
+        let deleted = gate.next().now_or_never().expect("room");
+        assert!(gate.next().now_or_never().is_none(), "full");
+        // Its object left the store before kube-runtime started the pass.
+        gate.forget(&deleted);
+        assert_eq!(
+            gate.next().now_or_never().map(|id| id.2),
+            Some("next".into())
+        );
+        // Forgetting what holds no ticket frees nothing.
+        gate.forget(&deleted);
+        assert!(gate.try_admit().is_none(), "a place freed twice");
+    }
+
+    #[test]
+    fn an_object_handed_out_again_before_its_pass_started_holds_one_place() {
+        let gate = Gate::new(2);
+        gate.push(id("a"), due_of(Urgency::Rotate));
+        assert_eq!(gate.next().now_or_never(), Some(id("a")));
+        // Changed again before kube-runtime started it: kube-runtime runs both as one.
+        gate.push(id("a"), due_of(Urgency::Rotate));
+        assert_eq!(gate.next().now_or_never(), Some(id("a")));
+        let _a = gate.take_ticket(&id("a")).expect("one ticket");
+        assert!(gate.try_admit().is_some(), "the second place is free");
     }
 }

@@ -90,7 +90,9 @@ fn object_id<K: ResourceExt>(kind: &'static str, object: &K) -> ObjectId {
 
 /// Wraps a reconcile: a panic becomes an error of that one object (it backs off like any
 /// other error and the controller keeps governing the rest), and a success resets the
-/// object's backoff. A gated pass first waits for the credential gate ([`gate`]).
+/// object's backoff. A gated pass first takes its place at the credential gate
+/// ([`gate`]): the one held for it if the gate handed it out, else a free one if nobody
+/// waits; otherwise it does nothing now and waits at the gate to be handed out.
 fn guarded<K, F, Fut>(
     kind: &'static str,
     gated: Option<Gated<K>>,
@@ -104,29 +106,18 @@ where
     move |object, ctx| {
         let id = object_id(kind, object.as_ref());
         let reconcile = reconcile.clone();
-        let waiting = gated.map(|gated| {
-            let due = (gated.due)(object.as_ref(), ctx.as_ref());
-            (gated, due, ObjectRef::from_obj(object.as_ref()))
-        });
-        // A waiting pass keeps only the object's name, not the copy it was woken with (a
-        // wave of 10,000 due keys would keep 10,000 copies the store has since replaced),
-        // and the pass itself is built once admitted.
-        let mut object = waiting.is_none().then_some(object);
         async move {
-            let _permit = match waiting {
-                Some((gated, due, reference)) => {
-                    let permit = ctx.gate.admit(id.clone(), due).await;
-                    let Some(latest) = (gated.store)(ctx.as_ref()).get(&reference) else {
-                        // Gone while it waited: its deletion was the last change.
+            let _permit = match gated {
+                Some(gated) => {
+                    let permit = ctx.gate.take_ticket(&id).or_else(|| ctx.gate.try_admit());
+                    let Some(permit) = permit else {
+                        ctx.gate
+                            .push(id, (gated.due)(object.as_ref(), ctx.as_ref()));
                         return Ok(Action::await_change());
                     };
-                    object = Some(latest);
                     Some(permit)
                 }
                 None => None,
-            };
-            let Some(object) = object else {
-                return Ok(Action::await_change());
             };
             let pass = Box::pin(reconcile(object, ctx.clone()));
             let result = match std::panic::AssertUnwindSafe(pass).catch_unwind().await {
@@ -142,11 +133,9 @@ where
     }
 }
 
-/// How a credential controller's passes go through the gate: the urgency of a pass, and
-/// the store its object is taken from once admitted.
+/// How a credential controller's passes go through the gate: the urgency of a pass.
 struct Gated<K: Resource<DynamicType = ()> + Clone + 'static> {
     due: fn(&K, &Context) -> gate::Due,
-    store: fn(&Context) -> &Store<K>,
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Clone for Gated<K> {
@@ -206,8 +195,6 @@ struct Queues {
 struct Queue<K: Resource<DynamicType = ()>> {
     tx: UnboundedSender<ObjectRef<K>>,
     running: Arc<std::sync::atomic::AtomicBool>,
-    /// For a credential kind: its name, and the gate its passes wait at.
-    gated: Option<(&'static str, Arc<gate::Gate>)>,
 }
 
 impl<K: Resource<DynamicType = ()>> Clone for Queue<K> {
@@ -215,7 +202,6 @@ impl<K: Resource<DynamicType = ()>> Clone for Queue<K> {
         Self {
             tx: self.tx.clone(),
             running: self.running.clone(),
-            gated: self.gated.clone(),
         }
     }
 }
@@ -224,28 +210,16 @@ impl<K: Resource<DynamicType = ()>> Queue<K> {
     fn new(
         tx: UnboundedSender<ObjectRef<K>>,
         running: &Arc<std::sync::atomic::AtomicBool>,
-        gated: Option<(&'static str, Arc<gate::Gate>)>,
     ) -> Self {
         Self {
             tx,
             running: running.clone(),
-            gated,
         }
     }
 
     fn push(&self, reference: ObjectRef<K>) {
         if !self.running.load(std::sync::atomic::Ordering::SeqCst) {
             return;
-        }
-        // A pass of this object waits at the gate and will take the store's copy once
-        // admitted, which already holds what this request is about (the store is written
-        // before anyone is told). Sent anyway, the request would be held by kube-runtime
-        // until that pass ends, and run a pass more.
-        if let Some((kind, gate)) = &self.gated {
-            let id: ObjectId = (*kind, reference.namespace.clone(), reference.name.clone());
-            if gate.waits(&id) {
-                return;
-            }
         }
         let _ = self.tx.unbounded_send(reference);
     }
@@ -268,19 +242,19 @@ type Receivers = (
 );
 
 impl Queues {
-    /// Queues that hold nothing until [`Queues::start`]; the credential kinds' skip an
-    /// object whose pass waits at `gate`.
-    fn new(gate: Option<Arc<gate::Gate>>) -> (Self, Receivers) {
+    /// Queues that hold nothing until [`Queues::start`]. The credential kinds' go to the
+    /// gate ([`dispatch`]), the others' to their controller.
+    fn new() -> (Self, Receivers) {
         let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (tenant, tenant_rx) = unbounded();
         let (pi, pi_rx) = unbounded();
         let (key, key_rx) = unbounded();
         let (sac, sac_rx) = unbounded();
         let queues = Self {
-            tenant: Queue::new(tenant, &running, None),
-            pi: Queue::new(pi, &running, None),
-            key: Queue::new(key, &running, gate.clone().map(|g| (api_key::KIND, g))),
-            sac: Queue::new(sac, &running, gate.map(|g| (sa_credential::KIND, g))),
+            tenant: Queue::new(tenant, &running),
+            pi: Queue::new(pi, &running),
+            key: Queue::new(key, &running),
+            sac: Queue::new(sac, &running),
             running,
         };
         (queues, (tenant_rx, pi_rx, key_rx, sac_rx))
@@ -320,6 +294,71 @@ impl Queues {
             api_key::KIND => self.key.push(at(name, namespace)),
             _ => self.sac.push(at(name, namespace)),
         }
+    }
+}
+
+/// Requests for credential passes wait at the gate, by urgency, rather than in
+/// kube-runtime's runner; each is handed to its controller once there is room for it
+/// ([`gate::Gate`]). A request for an object the store no longer has is dropped: its
+/// deletion was the last change, and kube-runtime would find nothing to reconcile.
+async fn dispatch(
+    ctx: Arc<Context>,
+    (mut keys, mut sacs): (
+        UnboundedReceiver<ObjectRef<ApiKey>>,
+        UnboundedReceiver<ObjectRef<ServiceAccountCredential>>,
+    ),
+    (to_keys, to_sacs): (
+        UnboundedSender<ObjectRef<ApiKey>>,
+        UnboundedSender<ObjectRef<ServiceAccountCredential>>,
+    ),
+) {
+    fn at<K: Resource<DynamicType = ()>>((_, namespace, name): &ObjectId) -> ObjectRef<K> {
+        match namespace {
+            Some(ns) => ObjectRef::new(name).within(ns),
+            None => ObjectRef::new(name),
+        }
+    }
+    loop {
+        // What came in is placed before anything is handed out: the most urgent of a
+        // burst goes first.
+        tokio::select! {
+            biased;
+            Some(reference) = keys.next() => {
+                if let Some(key) = ctx.keys.get(&reference) {
+                    let id = object_id(api_key::KIND, key.as_ref());
+                    ctx.gate.push(id, api_key::due(&key, &ctx));
+                }
+            }
+            Some(reference) = sacs.next() => {
+                if let Some(sac) = ctx.sacs.get(&reference) {
+                    let id = object_id(sa_credential::KIND, sac.as_ref());
+                    ctx.gate.push(id, sa_credential::due(&sac, &ctx));
+                }
+            }
+            id = ctx.gate.next() => {
+                let sent = if id.0 == api_key::KIND {
+                    to_keys.unbounded_send(at(&id)).is_ok()
+                } else {
+                    to_sacs.unbounded_send(at(&id)).is_ok()
+                };
+                if !sent {
+                    ctx.gate.forget(&id);
+                }
+            }
+        }
+    }
+}
+
+/// The end of a credential controller's pass: one kube-runtime could not start, its
+/// object gone from the store, gives back the place the gate held for it.
+fn pass_ended<E: std::fmt::Debug, Q: std::fmt::Debug>(
+    ctx: &Context,
+    kind: &'static str,
+    ended: Result<(ObjectRef<impl Resource>, Action), kube::runtime::controller::Error<E, Q>>,
+) {
+    if let Err(kube::runtime::controller::Error::ObjectNotFound(reference)) = ended {
+        ctx.gate
+            .forget(&(kind, reference.namespace.clone(), reference.name.clone()));
     }
 }
 
@@ -537,7 +576,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         tasks: JoinSet::new(),
     };
     let inventory_changes = Arc::new(tokio::sync::Notify::new());
-    let (queues, (tenant_rx, pi_rx, key_rx, sac_rx)) = Queues::new(Some(ctx.gate.clone()));
+    let (queues, (tenant_rx, pi_rx, key_in, sac_in)) = Queues::new();
     // A new scan result reaches the keys whose value was, or is now, found elsewhere.
     let copies_changed = Arc::new(tokio::sync::Notify::new());
     {
@@ -640,11 +679,23 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // folds a wave of credential changes into one status write.
     let bounded = kube::runtime::controller::Config::default().concurrency(options.concurrency);
     let counts_debounce = bounded.debounce(StdDuration::from_millis(500));
-    // The credential controllers start every due pass at once: the gate, shared by both,
-    // bounds those doing work and admits the most urgent first. (Bounding the passes
-    // started, to 1,024, made a 10,000-key wave faster but left keys expiring during it
-    // behind the wave: docs/controller.md, "Bounded work".)
+    // The credential controllers are given a pass once the gate, shared by both, has room
+    // for it, the most urgent first ([`dispatch`]); kube-runtime starts at once what it is
+    // given, and what it starts by itself (a requeue, a retry) takes its place at the gate.
     let gated = kube::runtime::controller::Config::default();
+    let (to_keys, key_rx) = unbounded();
+    let (to_sacs, sac_rx) = unbounded();
+    let dispatcher = {
+        let inputs = (key_in, sac_in);
+        let dispatched = dispatch(ctx.clone(), inputs, (to_keys, to_sacs));
+        let stopped = stopped();
+        async move {
+            tokio::select! {
+                () = dispatched => {}
+                () = stopped => {}
+            }
+        }
+    };
     let tenant_ctl = Controller::for_stream(stream::pending(), tenants.clone())
         .with_config(counts_debounce.clone())
         .reconcile_on(tenant_rx)
@@ -673,16 +724,19 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .run(
             guarded(
                 api_key::KIND,
-                Some(Gated {
-                    due: api_key::due,
-                    store: |ctx| &ctx.keys,
-                }),
+                Some(Gated { due: api_key::due }),
                 api_key::reconcile,
             ),
             |o, e, c| error_policy(o, e, c, "apikey", api_key::KIND),
             ctx.clone(),
         )
-        .for_each(|_| async {});
+        .for_each({
+            let ctx = ctx.clone();
+            move |ended| {
+                pass_ended(&ctx, api_key::KIND, ended);
+                async {}
+            }
+        });
     let sac_ctl = Controller::for_stream(stream::pending(), sacs.clone())
         .with_config(gated)
         .trigger_backoff(watch_backoff())
@@ -693,14 +747,19 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 sa_credential::KIND,
                 Some(Gated {
                     due: sa_credential::due,
-                    store: |ctx| &ctx.sacs,
                 }),
                 sa_credential::reconcile,
             ),
             |o, e, c| error_policy(o, e, c, "serviceaccountcredential", sa_credential::KIND),
             ctx.clone(),
         )
-        .for_each(|_| async {});
+        .for_each({
+            let ctx = ctx.clone();
+            move |ended| {
+                pass_ended(&ctx, sa_credential::KIND, ended);
+                async {}
+            }
+        });
 
     // No reconcile may decide before every store holds its first full list and the
     // tenancy index holds every Tenant: an empty index would make every credential look
@@ -773,7 +832,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             }
             queues.start(&ctx);
             let _ = leading_tx.send(true);
-            tokio::join!(tenant_ctl, integration_ctl, key_ctl, sac_ctl);
+            tokio::join!(tenant_ctl, integration_ctl, key_ctl, sac_ctl, dispatcher);
             // Stopped (the passes in flight have finished): hand the Lease over.
             if let Some(leadership) = leadership {
                 leadership.release().await;
@@ -1219,24 +1278,15 @@ impl Fanout {
         self.wake(vec![reference]);
     }
 
-    /// Sends credentials to their controller. One whose pass waits at the credential gate
-    /// has its urgency decided again from what it and its tenancy say now: a key revoked
-    /// or suspended while it waits behind a backlog of rotations goes first.
+    /// Sends credentials to their controller, by way of the credential gate: one whose
+    /// pass waits there has its urgency decided again from what it and its tenancy say
+    /// now, so a key revoked or suspended while it waits behind a backlog of rotations
+    /// goes first.
     fn wake<K: Credential>(&self, references: Vec<ObjectRef<K>>)
     where
         Self: Sends<K>,
     {
         for reference in references {
-            let id: ObjectId = (
-                Self::KIND,
-                reference.namespace.clone(),
-                reference.name.clone(),
-            );
-            if self.ctx.gate.waits(&id)
-                && let Some(latest) = Self::store(&self.ctx).get(&reference)
-            {
-                self.ctx.gate.redecide(&id, Self::due(&latest, &self.ctx));
-            }
             self.send_credential(reference);
         }
     }
@@ -1290,18 +1340,12 @@ impl Fanout {
 
 /// The store and queue of each credential kind.
 trait Sends<K: Credential> {
-    const KIND: &'static str;
     fn store(ctx: &Context) -> &Store<K>;
-    fn due(credential: &K, ctx: &Context) -> gate::Due;
     fn buffer(relist: &mut Relist) -> &mut Vec<K>;
     fn send_credential(&self, reference: ObjectRef<K>);
 }
 
 impl Sends<ApiKey> for Fanout {
-    const KIND: &'static str = api_key::KIND;
-    fn due(credential: &ApiKey, ctx: &Context) -> gate::Due {
-        api_key::due(credential, ctx)
-    }
     fn store(ctx: &Context) -> &Store<ApiKey> {
         &ctx.keys
     }
@@ -1314,10 +1358,6 @@ impl Sends<ApiKey> for Fanout {
 }
 
 impl Sends<ServiceAccountCredential> for Fanout {
-    const KIND: &'static str = sa_credential::KIND;
-    fn due(credential: &ServiceAccountCredential, ctx: &Context) -> gate::Due {
-        sa_credential::due(credential, ctx)
-    }
     fn store(ctx: &Context) -> &Store<ServiceAccountCredential> {
         &ctx.sacs
     }
@@ -1348,7 +1388,7 @@ mod tests {
 
     #[test]
     fn queues_hold_nothing_until_the_controllers_start_and_after_they_stop() {
-        let (queues, (mut tenants, _, mut keys, _)) = Queues::new(None);
+        let (queues, (mut tenants, _, mut keys, _)) = Queues::new();
         let key = || (api_key::KIND, Some("team-a".to_owned()), "k".to_owned());
         queues.tenant.push(ObjectRef::new("acme"));
         queues.send(&key());
