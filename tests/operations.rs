@@ -422,21 +422,55 @@ async fn tenant_named(env: &TestEnv) -> String {
     support::create_tenant(env, json!({})).await
 }
 
-/// A rotation costs its three writes (the Secret, the Event, the status): the Secret's
-/// state comes from the operator's own watch, and the passes its own writes wake (the
-/// Secret's and the status's watch events) send nothing.
+/// An issue costs its writes (the Secret's create, its Event, the key's status, and the
+/// tenant's count of credentials), with no read: keyward's watch of its Secrets does not
+/// hold one of that name, so it is created, which could not take over one that exists. A
+/// rotation costs its three writes (the Secret, the Event, the status): the Secret's state
+/// comes from the operator's own watch. The passes their writes wake (the Secret's and the
+/// status's watch events) send nothing.
 #[tokio::test]
-async fn a_rotation_costs_three_requests_and_the_passes_its_writes_wake_none() {
+async fn an_issue_and_a_rotation_cost_their_writes_and_the_passes_they_wake_none() {
     let env = TestEnv::new("cost").await;
     let tenant = tenant(&env, json!({})).await;
     let op = Operator::start(&env.ns).await;
     let keys: Api<ApiKey> = Api::namespaced(env.client.clone(), &env.ns);
+    let quiet = Duration::from_secs(2);
+    let requests = || {
+        op.logs()
+            .lines()
+            .filter(|l| l.contains("read sent") || l.contains("write sent"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let spent = |before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>| {
+        after
+            .iter()
+            .map(|(m, v)| (m.clone(), v - before.get(m).copied().unwrap_or_default()))
+            .filter(|(_, v)| *v > 0.0)
+            .collect::<BTreeMap<String, f64>>()
+    };
+    let expected = |counts: &[(&str, f64)]| {
+        counts
+            .iter()
+            .map(|(m, v)| ((*m).to_owned(), *v))
+            .collect::<BTreeMap<String, f64>>()
+    };
+
+    let before = fault::settled_requests(&op, quiet, T).await;
     key(&env, "k", json!({"tenant": tenant, "owner": "alice"})).await;
     wait_for(&keys, "k", "issued", T, |k: &ApiKey| {
         k.status.as_ref().and_then(|s| s.version) == Some(1)
     })
     .await;
-    let quiet = Duration::from_secs(2);
+    let after = fault::settled_requests(&op, quiet, T).await;
+    assert_eq!(
+        spent(&before, &after),
+        expected(&[("PATCH", 2.0), ("POST", 2.0)]),
+        "issue: the Secret's create and its Event (POST), the key's and the tenant's status \
+         (PATCH), no read; requests: {}",
+        requests()
+    );
+
     for round in 0..3 {
         let before = fault::settled_requests(&op, quiet, T).await;
         let request = format!("cost-{round}");
@@ -456,27 +490,12 @@ async fn a_rotation_costs_three_requests_and_the_passes_its_writes_wake_none() {
         })
         .await;
         let after = fault::settled_requests(&op, quiet, T).await;
-        let spent: BTreeMap<&String, f64> = after
-            .iter()
-            .map(|(m, v)| (m, v - before.get(m).copied().unwrap_or_default()))
-            .filter(|(_, v)| *v > 0.0)
-            .collect();
-        let expected: BTreeMap<String, f64> = [("PATCH", 1.0), ("POST", 1.0), ("PUT", 1.0)]
-            .into_iter()
-            .map(|(m, v)| (m.to_owned(), v))
-            .collect();
         assert_eq!(
-            spent,
-            expected
-                .iter()
-                .map(|(m, v)| (m, *v))
-                .collect::<BTreeMap<_, _>>(),
-            "rotation {round}: the Secret (PUT), its Event (POST) and the status (PATCH), nothing more; requests: {}",
-            op.logs()
-                .lines()
-                .filter(|l| l.contains("read sent") || l.contains("write sent"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            spent(&before, &after),
+            expected(&[("PATCH", 1.0), ("POST", 1.0), ("PUT", 1.0)]),
+            "rotation {round}: the Secret (PUT), its Event (POST) and the status (PATCH), \
+             nothing more; requests: {}",
+            requests()
         );
     }
     cleanup(env, &tenant).await;

@@ -186,12 +186,6 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
     };
     let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let secret_name = secret_name(&key);
-    let existing = ctx
-        .secrets
-        .get(&secrets_api, &namespace, &secret_name)
-        .await?;
-    let observed = secrets::observe(existing.as_ref(), &uid, &data_key);
-
     // What Vault holds: read when a value may be there, or is to be written. The finalizer
     // that destroys it on deletion goes on before the first write.
     // A key whose tenant was never resolved has no prefix, and never wrote to Vault.
@@ -200,6 +194,19 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action> {
         .as_deref()
         .zip(target.as_ref())
         .filter(|_| !path_tenant.is_empty());
+    // A Secret keyward's watch does not hold is absent, unless a create found its name
+    // taken: the pass's first write is then that create, which cannot take over one that
+    // exists after all. With Vault in play it is read: Vault's write comes first.
+    let existing = if vault.is_some() {
+        ctx.secrets
+            .get(&secrets_api, &namespace, &secret_name)
+            .await?
+    } else {
+        ctx.secrets
+            .get_or_absent(&secrets_api, &namespace, &secret_name)
+            .await?
+    };
+    let observed = secrets::observe(existing.as_ref(), &uid, &data_key);
     let mut found = None;
     let mut vault_error = None;
     if let Some((store, target)) = vault {

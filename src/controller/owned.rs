@@ -1,8 +1,9 @@
 //! The Secrets and ServiceAccounts keyward controls, as one label-selected watch of each
 //! sees them (shared by both credential controllers), and what this process's own writes
 //! made of them. A pass reads these objects from memory: it asks the API server only about
-//! an object the watch has not shown since this process last wrote it, or one the watch
-//! does not hold at all (absent, or not keyward's).
+//! an object the watch does not hold at all (absent, or not keyward's), and not even then
+//! when its next step is a create ([`Owned::get_or_absent`]): the create finds a foreign
+//! object of that name, fails, and leaves it untouched.
 //!
 //! Reading from a watch is safe because every write keyward makes is conditional on what
 //! was read (a create, a replace on the resourceVersion read, a delete on the uid): a read
@@ -27,6 +28,16 @@ use crate::api::labels::keyward_controller;
 use crate::runtime::lock;
 use crate::store::kubernetes::{self as objects, HasData, is_controlled_by};
 
+/// What [`Owned`] makes of an object the watch does not hold and this process has not
+/// written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unheld {
+    /// Read it from the API server.
+    Read,
+    /// Absent, unless a create found its name taken.
+    Absent,
+}
+
 /// What this process's last write did to an object, until the watch shows it.
 #[derive(Debug)]
 enum Written<K> {
@@ -50,6 +61,9 @@ struct Book<K: Resource<DynamicType = ()> + 'static> {
     pending: HashMap<ObjectRef<K>, Written<K>>,
     /// The objects each credential (by uid) controls, as the watch shows them.
     by_owner: HashMap<String, HashSet<ObjectRef<K>>>,
+    /// Names a create of this process found taken by an object the watch does not hold
+    /// (not keyward's): read from the API server until a read finds them free.
+    taken: HashSet<ObjectRef<K>>,
 }
 
 /// The objects of one kind keyward controls.
@@ -100,6 +114,7 @@ where
             book: Arc::new(Mutex::new(Book {
                 pending: HashMap::new(),
                 by_owner: HashMap::new(),
+                taken: HashSet::new(),
             })),
         };
         let config = super::fresh_lists().labels(selector);
@@ -131,9 +146,37 @@ where
     /// after a delete), and read from the API server only when this process has written
     /// nothing and the watch does not hold it (absent, or not keyward's).
     pub async fn get(&self, api: &Api<K>, namespace: &str, name: &str) -> kube::Result<Option<K>> {
+        self.lookup(api, namespace, name, Unheld::Read).await
+    }
+
+    /// As [`Owned::get`], except that an object the watch does not hold and no create of
+    /// this process found is taken to be absent, with no request. For a caller whose next
+    /// step is to create it, and nothing irreversible before: should an object of that
+    /// name exist after all (not keyward's), the create fails (409) and leaves it
+    /// untouched, and from then on the name is read from the API server.
+    pub async fn get_or_absent(
+        &self,
+        api: &Api<K>,
+        namespace: &str,
+        name: &str,
+    ) -> kube::Result<Option<K>> {
+        self.lookup(api, namespace, name, Unheld::Absent).await
+    }
+
+    async fn lookup(
+        &self,
+        api: &Api<K>,
+        namespace: &str,
+        name: &str,
+        unheld: Unheld,
+    ) -> kube::Result<Option<K>> {
         let reference = ObjectRef::new(name).within(namespace);
         let cached = self.store.get(&reference);
-        let pending = lock(&self.book).pending.get(&reference).cloned();
+        let (pending, taken) = {
+            let book = lock(&self.book);
+            let pending = book.pending.get(&reference).cloned();
+            (pending, book.taken.contains(&reference))
+        };
         match (pending, cached) {
             (None, Some(object)) => Ok(Some(object.as_ref().clone())),
             (Some(Written::Version(v, _)), Some(object))
@@ -143,7 +186,14 @@ where
             }
             (Some(Written::Version(_, written)), _) => Ok(Some(written.as_ref().clone())),
             (Some(Written::Gone), _) => Ok(None),
-            (None, None) => api.get_opt(name).await,
+            (None, None) if unheld == Unheld::Absent && !taken => Ok(None),
+            (None, None) => {
+                let found = api.get_opt(name).await?;
+                if found.is_none() && taken {
+                    lock(&self.book).taken.remove(&reference);
+                }
+                Ok(found)
+            }
         }
     }
 
@@ -211,9 +261,20 @@ where
 {
     /// Creates or replaces (see [`objects::write`]) and remembers the result.
     pub async fn write(&self, api: &Api<K>, existing: Option<&K>, desired: K) -> kube::Result<K> {
-        let written = objects::write(api, existing, desired).await?;
-        self.wrote(&written);
-        Ok(written)
+        let reference = ObjectRef::from_obj(&desired);
+        match objects::write(api, existing, desired).await {
+            Ok(written) => {
+                lock(&self.book).taken.remove(&reference);
+                self.wrote(&written);
+                Ok(written)
+            }
+            Err(err) => {
+                if existing.is_none() && matches!(&err, kube::Error::Api(e) if e.code == 409) {
+                    lock(&self.book).taken.insert(reference);
+                }
+                Err(err)
+            }
+        }
     }
 }
 
@@ -394,6 +455,7 @@ mod tests {
         Book {
             pending: HashMap::new(),
             by_owner: HashMap::new(),
+            taken: HashSet::new(),
         }
     }
 
