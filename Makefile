@@ -47,6 +47,7 @@ outage: cluster-up ## Kill the local plane's kube-apiserver for 10 s under a run
 
 .PHONY: bench
 bench: cluster-up ## Benchmarks (run alone): headline figures (docs/performance.md); the inventory with 100,000 Secrets; one Tenant change among 1,300; leader failover
+	hack/operator-identity.sh
 	$(CARGO) bench --locked --bench operator
 	$(CARGO) bench --locked --bench inventory
 	$(CARGO) bench --locked --bench tenancy

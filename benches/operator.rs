@@ -22,7 +22,9 @@
 //! `KEYWARD_BENCH_WAVE_EXPIRING` (100, at every scale),
 //! `KEYWARD_BENCH_QUIET_SECS` (60), `KEYWARD_BENCH_LOAD_RATE` (100 writes/s),
 //! `KEYWARD_BENCH_OPERATOR_ARGS` (more `keyward run` flags, space-separated, e.g.
-//! `--kube-qps 0` to measure without the rate limit), `KEYWARD_BENCH_REPORT` (default
+//! `--kube-qps 0` to measure without the rate limit), `KEYWARD_BENCH_OPERATOR_WRAPPER` (a
+//! command the operator runs under, space-separated, e.g. `heaptrack -o /tmp/keyward` for a
+//! heap profile; the memory figures are then the wrapper's), `KEYWARD_BENCH_REPORT` (default
 //! `docs/performance.md`; empty: print only), `KEYWARD_KUBECONFIG`.
 
 mod common;

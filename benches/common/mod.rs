@@ -22,6 +22,8 @@ pub fn env_or(name: &str, default: usize) -> usize {
 /// `keyward run` (the binary `bin`) for a bench: cluster-wide, JSON logs filtered by
 /// `log`, metrics on a free loopback port (returned), the local plane's kubeconfig, stdout
 /// discarded, stderr to `stderr`, killed when dropped. The caller adds its own flags.
+/// Under `KEYWARD_BENCH_OPERATOR_WRAPPER` (a command, space-separated, such as a heap
+/// profiler), that command runs the binary.
 pub fn operator(
     bin: &std::path::Path,
     log: &str,
@@ -30,7 +32,16 @@ pub fn operator(
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut command = tokio::process::Command::new(bin);
+    let wrapper = std::env::var("KEYWARD_BENCH_OPERATOR_WRAPPER").unwrap_or_default();
+    let mut wrapper = wrapper.split_whitespace();
+    let mut command = match wrapper.next() {
+        Some(program) => {
+            let mut command = tokio::process::Command::new(program);
+            command.args(wrapper).arg(bin);
+            command
+        }
+        None => tokio::process::Command::new(bin),
+    };
     command
         .args(["run", "--log-format", "json", "--metrics-addr"])
         .arg(format!("127.0.0.1:{port}"))
