@@ -346,6 +346,21 @@ pub fn known_version(ctx: &Context, uid: String, version: String) {
     );
 }
 
+/// Whether `object` is exactly what this process's last status write of it returned (the
+/// watch's echo of that write): the pass that wrote it knew all of it and has already
+/// decided when it is due next, so the echo needs no pass.
+pub fn own_echo(ctx: &Context, object: &impl Resource) -> bool {
+    let (Some(uid), Some(version)) = (
+        object.meta().uid.as_deref(),
+        object.meta().resource_version.as_deref(),
+    ) else {
+        return false;
+    };
+    lock(&ctx.known_versions)
+        .get(uid)
+        .is_some_and(|k| k.object.is_some() && k.version == version)
+}
+
 /// The store now holds `object`: what this process knew to be newer than its copy (and
 /// the object its write returned) is let go once the copy includes it.
 pub fn caught_up(ctx: &Context, object: &impl Resource) {

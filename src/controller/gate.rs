@@ -132,6 +132,10 @@ struct State {
     rising: BTreeMap<(DateTime<Utc>, u64), ()>,
     /// Passes handed out by [`Gate::next`] that have not started yet; each holds a place.
     tickets: HashSet<ObjectId>,
+    /// Objects whose pass holds a place now. A request for one of them waits until that
+    /// pass ends: kube-runtime would hold it back until then anyway, and a ticket handed
+    /// out meanwhile would keep a place idle.
+    running: HashSet<ObjectId>,
 }
 
 impl State {
@@ -192,14 +196,20 @@ impl State {
         self.places.is_empty()
     }
 
-    /// The most urgent waiter, if there is room for it; its place is held by a ticket.
+    /// The most urgent waiter whose object has no pass running, if there is room for it;
+    /// its place is held by a ticket.
     fn pop(&mut self, now: DateTime<Utc>) -> Option<ObjectId> {
         if self.free == 0 || self.nobody_waits() {
             return None;
         }
         self.rise(now);
+        // At most as many waiters are passed over as there are passes running.
         let (urgency, place) = Urgency::ALL.into_iter().find_map(|urgency| {
-            let place = self.queue_ref(urgency).keys().next().copied()?;
+            let place = self
+                .queue_ref(urgency)
+                .iter()
+                .find(|(_, w)| !self.running.contains(&w.id))
+                .map(|(place, _)| *place)?;
             Some((urgency, place))
         })?;
         let waiter = self.take(urgency, place)?;
@@ -216,6 +226,7 @@ impl State {
 #[derive(Debug)]
 pub struct Permit {
     gate: Arc<Gate>,
+    id: ObjectId,
 }
 
 impl Gate {
@@ -229,6 +240,7 @@ impl Gate {
                 places: HashMap::new(),
                 rising: BTreeMap::new(),
                 tickets: HashSet::new(),
+                running: HashSet::new(),
             }),
             ready: Notify::new(),
         })
@@ -278,21 +290,30 @@ impl Gate {
 
     /// The place [`Gate::next`] held for the pass of `id`, if it did.
     pub fn take_ticket(self: &Arc<Self>, id: &ObjectId) -> Option<Permit> {
-        lock(&self.state)
-            .tickets
-            .remove(id)
-            .then(|| Permit { gate: self.clone() })
+        let mut state = lock(&self.state);
+        if !state.tickets.remove(id) {
+            return None;
+        }
+        state.running.insert(id.clone());
+        Some(Permit {
+            gate: self.clone(),
+            id: id.clone(),
+        })
     }
 
-    /// A place for a pass that did not come through the queue, if one is free and nobody
-    /// waits for it.
-    pub fn try_admit(self: &Arc<Self>) -> Option<Permit> {
+    /// A place for a pass of `id` that did not come through the queue, if one is free and
+    /// nobody waits for it.
+    pub fn try_admit(self: &Arc<Self>, id: &ObjectId) -> Option<Permit> {
         let mut state = lock(&self.state);
         if state.free == 0 || !state.nobody_waits() {
             return None;
         }
         state.free -= 1;
-        Some(Permit { gate: self.clone() })
+        state.running.insert(id.clone());
+        Some(Permit {
+            gate: self.clone(),
+            id: id.clone(),
+        })
     }
 
     /// The pass handed out for `id` will not run (its object is gone): its place is free.
@@ -318,15 +339,18 @@ impl Gate {
         Urgency::ALL.map(|u| (u, state.queue_ref(u).len()))
     }
 
-    fn release(&self) {
-        lock(&self.state).free += 1;
+    fn release(&self, id: &ObjectId) {
+        let mut state = lock(&self.state);
+        state.free += 1;
+        state.running.remove(id);
+        drop(state);
         self.ready.notify_one();
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.gate.release();
+        self.gate.release(&self.id);
     }
 }
 
@@ -463,7 +487,9 @@ mod tests {
     /// A gate of capacity one, its place taken by a pass that came by itself.
     fn busy_gate() -> (Arc<Gate>, Permit) {
         let gate = Gate::new(1);
-        let running = gate.try_admit().expect("an empty gate has room");
+        let running = gate
+            .try_admit(&id("by-itself"))
+            .expect("an empty gate has room");
         (gate, running)
     }
 
@@ -581,7 +607,10 @@ mod tests {
         assert_eq!([first.2.as_str(), second.2.as_str()], ["a", "b"]);
         // Neither has started yet: their tickets hold the two places.
         assert!(gate.next().now_or_never().is_none(), "a third beside two");
-        assert!(gate.try_admit().is_none(), "a pass by itself beside two");
+        assert!(
+            gate.try_admit(&id("by-itself")).is_none(),
+            "a pass by itself beside two"
+        );
         let a = gate.take_ticket(&first).expect("a ticket for a");
         let _b = gate.take_ticket(&second).expect("a ticket for b");
         assert!(gate.take_ticket(&first).is_none(), "a ticket taken twice");
@@ -593,15 +622,15 @@ mod tests {
     #[test]
     fn a_pass_by_itself_runs_at_once_only_while_there_is_room_and_nobody_waits() {
         let gate = Gate::new(2);
-        let one = gate.try_admit().expect("room");
+        let one = gate.try_admit(&id("by-itself")).expect("room");
         gate.push(id("waiting"), due_of(Urgency::Refresh));
         // A place is free, but a waiter was there first.
-        assert!(gate.try_admit().is_none());
+        assert!(gate.try_admit(&id("by-itself")).is_none());
         let waiting = gate.next().now_or_never().expect("room for the waiter");
         let _two = gate.take_ticket(&waiting).expect("its ticket");
-        assert!(gate.try_admit().is_none(), "full");
+        assert!(gate.try_admit(&id("by-itself")).is_none(), "full");
         drop(one);
-        assert!(gate.try_admit().is_some());
+        assert!(gate.try_admit(&id("by-itself")).is_some());
     }
 
     #[test]
@@ -619,7 +648,10 @@ mod tests {
         );
         // Forgetting what holds no ticket frees nothing.
         gate.forget(&deleted);
-        assert!(gate.try_admit().is_none(), "a place freed twice");
+        assert!(
+            gate.try_admit(&id("by-itself")).is_none(),
+            "a place freed twice"
+        );
     }
 
     #[test]
@@ -631,6 +663,31 @@ mod tests {
         gate.push(id("a"), due_of(Urgency::Rotate));
         assert_eq!(gate.next().now_or_never(), Some(id("a")));
         let _a = gate.take_ticket(&id("a")).expect("one ticket");
-        assert!(gate.try_admit().is_some(), "the second place is free");
+        assert!(
+            gate.try_admit(&id("by-itself")).is_some(),
+            "the second place is free"
+        );
+    }
+
+    #[test]
+    fn an_object_whose_pass_runs_waits_for_it_to_end_and_holds_no_place_meanwhile() {
+        let gate = Gate::new(2);
+        let running = gate.try_admit(&id("a")).expect("room");
+        // Its own write woke it, and an expiry of another key is due behind it.
+        gate.push(id("a"), due_of(Urgency::Withdraw));
+        gate.push(id("b"), due_of(Urgency::Rotate));
+        assert_eq!(
+            gate.next().now_or_never(),
+            Some(id("b")),
+            "the free place goes to b, not to a second pass of a"
+        );
+        let _b = gate.take_ticket(&id("b")).expect("b's ticket");
+        assert!(gate.next().now_or_never().is_none(), "full");
+        drop(running);
+        assert_eq!(
+            gate.next().now_or_never(),
+            Some(id("a")),
+            "a goes next, once its pass ended"
+        );
     }
 }

@@ -35,6 +35,7 @@ use kube::runtime::{WatchStreamExt, reflector as reflect};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::api::{ApiKey, PartnerIntegration, ServiceAccountCredential, Tenant, labels};
 use crate::error::Error;
@@ -109,7 +110,10 @@ where
         async move {
             let _permit = match gated {
                 Some(gated) => {
-                    let permit = ctx.gate.take_ticket(&id).or_else(|| ctx.gate.try_admit());
+                    let permit = ctx
+                        .gate
+                        .take_ticket(&id)
+                        .or_else(|| ctx.gate.try_admit(&id));
                     let Some(permit) = permit else {
                         ctx.gate
                             .push(id, (gated.due)(object.as_ref(), ctx.as_ref()));
@@ -119,17 +123,48 @@ where
                 }
                 None => None,
             };
+            // A task of its own: the passes run on every worker thread rather than all in
+            // the one task that drives the controllers. Dropped (the controller stopped
+            // without waiting for it), the pass is aborted with it.
             let pass = Box::pin(reconcile(object, ctx.clone()));
-            let result = match std::panic::AssertUnwindSafe(pass).catch_unwind().await {
-                Ok(result) => result,
-                Err(payload) => Err(Error::Panicked(panic_message(payload.as_ref()))),
-            };
+            let task = Spawned(tokio::spawn(
+                async move {
+                    match std::panic::AssertUnwindSafe(pass).catch_unwind().await {
+                        Ok(result) => result,
+                        Err(payload) => Err(Error::Panicked(panic_message(payload.as_ref()))),
+                    }
+                }
+                .in_current_span(),
+            ));
+            let result = task.await;
             if result.is_ok() {
                 ctx.backoff.succeeded(&id);
             }
             result
         }
         .boxed()
+    }
+}
+
+/// A spawned pass, aborted when dropped.
+struct Spawned(tokio::task::JoinHandle<Result<Action, Error>>);
+
+impl std::future::Future for Spawned {
+    type Output = Result<Action, Error>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|err| Err(Error::Panicked(format!("pass ended: {err}"))))
+        })
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -295,6 +330,17 @@ impl Queues {
             _ => self.sac.push(at(name, namespace)),
         }
     }
+}
+
+/// How the fan-out came to see a credential.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// In a (re-)list.
+    Listed,
+    /// Changed or deleted, as its watch shows.
+    Changed,
+    /// Exactly as this process's own last status write left it.
+    OwnWrite,
 }
 
 /// Requests for credential passes wait at the gate, by urgency, rather than in
@@ -1091,15 +1137,20 @@ impl Fanout {
             watcher::Event::InitDone => {
                 for object in std::mem::take(Self::buffer(&mut self.relist)) {
                     credential::caught_up(&self.ctx, &object);
-                    self.credential(&object, kind, true);
+                    self.credential(&object, kind, Seen::Listed);
                 }
                 self.credentials_listed::<K>(kind);
             }
             watcher::Event::Apply(object) => {
+                let seen = if credential::own_echo(&self.ctx, &object) {
+                    Seen::OwnWrite
+                } else {
+                    Seen::Changed
+                };
                 credential::caught_up(&self.ctx, &object);
-                self.credential(&object, kind, false)
+                self.credential(&object, kind, seen)
             }
-            watcher::Event::Delete(object) => self.credential(&object, kind, false),
+            watcher::Event::Delete(object) => self.credential(&object, kind, Seen::Changed),
         }
     }
 
@@ -1229,7 +1280,7 @@ impl Fanout {
         }));
     }
 
-    fn credential<K: Credential>(&mut self, touched: &K, kind: &'static str, initial: bool)
+    fn credential<K: Credential>(&mut self, touched: &K, kind: &'static str, seen: Seen)
     where
         Self: Sends<K>,
     {
@@ -1272,7 +1323,14 @@ impl Fanout {
                 false
             }
         };
-        if initial && self.listed.contains(kind) && unchanged && !self.ctx.backoff.is_failing(&id) {
+        let relisted_unchanged = seen == Seen::Listed
+            && self.listed.contains(kind)
+            && unchanged
+            && !self.ctx.backoff.is_failing(&id);
+        // The echo of this process's own status write wakes nobody: the pass that wrote it
+        // requeued itself for what is due next. (Sent to the gate, it would take a place
+        // for a pass that has nothing to do, behind every rotation of a wave.)
+        if relisted_unchanged || seen == Seen::OwnWrite {
             return;
         }
         self.wake(vec![reference]);
