@@ -35,6 +35,7 @@ use kube::runtime::{WatchStreamExt, reflector as reflect};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use crate::api::{ApiKey, PartnerIntegration, ServiceAccountCredential, Tenant, labels};
@@ -127,7 +128,7 @@ where
             // the one task that drives the controllers. Dropped (the controller stopped
             // without waiting for it), the pass is aborted with it.
             let pass = Box::pin(reconcile(object, ctx.clone()));
-            let task = Spawned(tokio::spawn(
+            let task = AbortOnDropHandle::new(tokio::spawn(
                 async move {
                     match std::panic::AssertUnwindSafe(pass).catch_unwind().await {
                         Ok(result) => result,
@@ -136,35 +137,16 @@ where
                 }
                 .in_current_span(),
             ));
-            let result = task.await;
+            // The pass catches its own panic: the task ends otherwise only when aborted.
+            let result = task
+                .await
+                .unwrap_or_else(|err| Err(Error::Panicked(format!("pass ended: {err}"))));
             if result.is_ok() {
                 ctx.backoff.succeeded(&id);
             }
             result
         }
         .boxed()
-    }
-}
-
-/// A spawned pass, aborted when dropped.
-struct Spawned(tokio::task::JoinHandle<Result<Action, Error>>);
-
-impl std::future::Future for Spawned {
-    type Output = Result<Action, Error>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
-            joined.unwrap_or_else(|err| Err(Error::Panicked(format!("pass ended: {err}"))))
-        })
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -18,7 +18,7 @@ use kube::runtime::watcher::{self, Config, Event, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, mpsc};
-use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::credential::{CredentialKind, ManagedCredential};
 use super::findings::{Inputs, count};
@@ -111,13 +111,13 @@ pub async fn run(
         ..State::default()
     };
     let (scan_tx, mut scan_rx) = mpsc::channel::<ScanResult>(1);
-    let mut scanning: Option<AbortOnDrop> = None;
+    let mut scanning: Option<AbortOnDropHandle<()>> = None;
     let mut next_scan = (!options.scan_interval.is_zero()).then(Instant::now);
     // Secrets seen created or changed are read (and hashed) by the reader; what it found
     // comes back here. What it found during a scan wins over the scan's older page.
     let (read_tx, read_rx) = mpsc::unbounded_channel::<Read>();
     let (found_tx, mut found_rx) = mpsc::unbounded_channel::<Found>();
-    let _reader = AbortOnDrop(tokio::spawn(reader(
+    let _reader = AbortOnDropHandle::new(tokio::spawn(reader(
         client.clone(),
         keys.clone(),
         sacs.clone(),
@@ -244,7 +244,7 @@ pub async fn run(
                     // Copies matter wherever they are, so even a namespace-scoped instance
                     // looks for its own values across the cluster.
                     let (client, tx) = (client.clone(), scan_tx.clone());
-                    scanning = Some(AbortOnDrop(tokio::spawn(async move {
+                    scanning = Some(AbortOnDropHandle::new(tokio::spawn(async move {
                         let begun = Instant::now();
                         let result = scan::scan(&client, None, &wanted).await;
                         let _ = tx.send((result, begun.elapsed())).await;
@@ -325,15 +325,6 @@ async fn reader(
                 }
             }
         }
-    }
-}
-
-/// A spawned task that stops when its owner does.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
